@@ -1,0 +1,255 @@
+//! One task per call: the default call flow (join the room named after the dialled user)
+//! driving the SIP dialog and the call's leg on a media thread.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chorus_mixer::{Codec, Flow, LegId, LegSpec, LegUpdate};
+use chorus_sip::{
+    build_answer, build_offer, negotiate, parse_sdp, CallHandle, Direction, EndReason,
+    IncomingCall, LocalMedia, Negotiated,
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::rooms::RoomKey;
+use crate::sip_driver::{CallEvent, SipCommand};
+use crate::Shared;
+
+/// RFC 3261 §21.4.9 / RFC 3264 §6: nothing in the offer we can use.
+const NOT_ACCEPTABLE_HERE: u16 = 488;
+const NOT_FOUND: u16 = 404;
+const SERVICE_UNAVAILABLE: u16 = 503;
+
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    incoming: IncomingCall,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    stop: watch::Receiver<bool>,
+) {
+    let call_uuid = uuid::Uuid::new_v4();
+    let span = info_span!("call", %call_uuid, call_id = %incoming.call_id);
+    shared.calls_started();
+    tokio::spawn(
+        async move {
+            let guard = ActiveCall(shared.clone());
+            run(shared, incoming, events, stop).await;
+            drop(guard);
+        }
+        .instrument(span),
+    );
+}
+
+/// Counts the call out however its task ends.
+struct ActiveCall(Arc<Shared>);
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        self.0.calls_ended();
+    }
+}
+
+fn to_mixer_codec(n: &Negotiated) -> Codec {
+    match n.codec {
+        chorus_sip::Codec::Pcmu => Codec {
+            law: chorus_media::g711::Law::Mu,
+            payload_type: n.pt,
+        },
+        chorus_sip::Codec::Pcma => Codec {
+            law: chorus_media::g711::Law::A,
+            payload_type: n.pt,
+        },
+    }
+}
+
+/// Our side of the stream, from the direction we answered (RFC 3264 §6.1). A peer that puts
+/// hold on with `c=0.0.0.0` (RFC 3264 §8.4) gets nothing sent.
+fn to_flow(n: &Negotiated) -> Flow {
+    let (send, receive) = match n.local_direction {
+        Direction::SendRecv => (true, true),
+        Direction::SendOnly => (true, false),
+        Direction::RecvOnly => (false, true),
+        Direction::Inactive => (false, false),
+    };
+    Flow {
+        send: send && n.remote_addr.is_some(),
+        receive,
+    }
+}
+
+fn leg_update(n: &Negotiated) -> LegUpdate {
+    LegUpdate {
+        codec: to_mixer_codec(n),
+        telephone_event_pt: n.telephone_event_pt,
+        remote: n.remote_addr,
+        flow: to_flow(n),
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    incoming: IncomingCall,
+    mut events: mpsc::UnboundedReceiver<CallEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let call = incoming.call;
+    let reject = |status| {
+        let _ = shared.sip.send(SipCommand::Reject { call, status });
+    };
+    let Some(room) = incoming.request_user.clone().filter(|r| !r.is_empty()) else {
+        info!(request_host = %incoming.request_host, "no room in the Request-URI");
+        reject(NOT_FOUND);
+        return;
+    };
+    // With the default flow every inbound call belongs to the first account.
+    let Some(account) = shared.config.accounts.first().map(|a| a.auth_id.clone()) else {
+        reject(SERVICE_UNAVAILABLE);
+        return;
+    };
+    let Some(socket) = shared.ports.allocate() else {
+        warn!("RTP port range exhausted");
+        reject(SERVICE_UNAVAILABLE);
+        return;
+    };
+    let local_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut local = LocalMedia {
+        addr: SocketAddr::new(shared.config.advertise_ip, local_port),
+        session_id: rand::random::<u32>().into(),
+        session_version: 1,
+        codecs: vec![chorus_sip::Codec::Pcmu, chorus_sip::Codec::Pcma],
+        telephone_event: true,
+    };
+    // Early offer: answer it now. Late offer (RFC 3261 §13.2.1): offer everything, learn the
+    // codec from the answer in the ACK; until then receive only.
+    let (sdp, mut negotiated) = match incoming.sdp.as_deref() {
+        Some(offer) => {
+            let result = parse_sdp(offer).and_then(|remote| negotiate(&remote, &local));
+            match result {
+                Ok(n) => (build_answer(&local, &n), Some(n)),
+                Err(error) => {
+                    info!(%error, "offer not acceptable");
+                    reject(NOT_ACCEPTABLE_HERE);
+                    return;
+                }
+            }
+        }
+        None => (build_offer(&local), None),
+    };
+    let leg = LegId(shared.next_leg());
+    let spec = LegSpec {
+        id: leg,
+        socket,
+        codec: negotiated.as_ref().map_or(Codec::PCMU, to_mixer_codec),
+        telephone_event_pt: negotiated.as_ref().and_then(|n| n.telephone_event_pt),
+        remote: negotiated.as_ref().and_then(|n| n.remote_addr),
+        flow: negotiated.as_ref().map_or(
+            Flow {
+                send: false,
+                receive: true,
+            },
+            to_flow,
+        ),
+    };
+    let key = RoomKey {
+        account,
+        name: room.clone(),
+    };
+    let entry = shared.rooms.join(key.clone(), &shared.mixer);
+    if let Err(error) = shared.mixer.add_leg(entry.thread, entry.id, spec) {
+        warn!(%error, "media thread refused the leg");
+        shared.rooms.leave(&key, entry.id);
+        reject(SERVICE_UNAVAILABLE);
+        return;
+    }
+    let _ = shared.sip.send(SipCommand::Answer { call, sdp });
+    info!(room = %room, rtp_port = local_port, from = %incoming.from, "call joined room");
+
+    let update = |n: &Negotiated| {
+        if let Err(error) = shared.mixer.update_leg(entry.thread, leg, leg_update(n)) {
+            warn!(%error, "cannot update leg");
+        }
+    };
+    let mut hanging_up = false;
+    let reason = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(CallEvent::Confirmed { sdp }) | Some(CallEvent::ReInviteConfirmed { sdp }) => {
+                    // An answer to our offer (late offer, or re-INVITE without SDP).
+                    if let Some(answer) = sdp {
+                        match parse_sdp(&answer).and_then(|remote| negotiate(&remote, &local)) {
+                            Ok(n) => { update(&n); negotiated = Some(n); }
+                            Err(error) => {
+                                // RFC 3261 §13.3.1.4: a bad answer in the ACK ends the call.
+                                info!(%error, "unusable answer in ACK; hanging up");
+                                hang_up(&shared, call, &mut hanging_up);
+                            }
+                        }
+                    }
+                }
+                Some(CallEvent::ReInvite { sdp }) => {
+                    handle_reinvite(&shared, call, &mut local, sdp, &mut negotiated, &update);
+                }
+                Some(CallEvent::Ended(reason)) => break reason,
+                None => break EndReason::TransportError,
+            },
+            changed = stop.changed(), if !hanging_up => {
+                if changed.is_err() || *stop.borrow() {
+                    hang_up(&shared, call, &mut hanging_up);
+                }
+            }
+        }
+    };
+    if let Err(error) = shared.mixer.remove_leg(entry.thread, leg) {
+        warn!(%error, "cannot remove leg");
+    }
+    shared.rooms.leave(&key, entry.id);
+    info!(room = %room, ?reason, "call ended");
+}
+
+fn hang_up(shared: &Shared, call: CallHandle, hanging_up: &mut bool) {
+    if !*hanging_up {
+        *hanging_up = true;
+        let _ = shared.sip.send(SipCommand::Hangup { call });
+    }
+}
+
+/// RFC 3264 §8: a new offer in the dialog — hold (sendonly/inactive/c=0.0.0.0), unhold, or a
+/// session refresh repeating the same SDP. Media continues throughout.
+fn handle_reinvite(
+    shared: &Shared,
+    call: CallHandle,
+    local: &mut LocalMedia,
+    sdp: Option<Vec<u8>>,
+    negotiated: &mut Option<Negotiated>,
+    update: &impl Fn(&Negotiated),
+) {
+    let Some(offer) = sdp else {
+        // Re-INVITE without an offer: we offer, the answer comes in the ACK.
+        local.session_version += 1;
+        let _ = shared.sip.send(SipCommand::AnswerReinvite {
+            call,
+            sdp: build_offer(local),
+        });
+        return;
+    };
+    match parse_sdp(&offer).and_then(|remote| negotiate(&remote, local)) {
+        Ok(n) => {
+            // RFC 3264 §8: the version goes up only when the answer changes.
+            if negotiated.as_ref() != Some(&n) {
+                local.session_version += 1;
+            }
+            update(&n);
+            let sdp = build_answer(local, &n);
+            *negotiated = Some(n);
+            let _ = shared.sip.send(SipCommand::AnswerReinvite { call, sdp });
+        }
+        Err(error) => {
+            // RFC 3261 §14.2: a refused re-INVITE leaves the session as it was.
+            info!(%error, "re-INVITE offer not acceptable");
+            let _ = shared.sip.send(SipCommand::RejectReinvite {
+                call,
+                status: NOT_ACCEPTABLE_HERE,
+            });
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The Chorus engine: the tokio shell around the sans-IO cores.
+//!
+//! [`Engine::start`] binds SIP (UDP and TCP on one port), starts the media threads of
+//! `chorus-mixer` and the SIP driver task, and from then on runs one task per call. Without
+//! an answer URL every call runs the default flow: it is answered and joins the room named
+//! after the dialled user part (`INVITE sip:room42@host` → room `room42` of the first
+//! account); the room ends with its last member. [`Engine::shutdown`] hangs every live call
+//! up with a BYE, waits (bounded) for the answers, then stops the threads.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), chorus_engine::EngineError> {
+//! let engine = chorus_engine::Engine::start(chorus_engine::EngineConfig::loopback(5060, (20000, 20999))).await?;
+//! // ... serve calls ...
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Invariants: no lock is held across an `.await`; nothing here runs on a media thread; the
+//! SIP driver is the only owner of the SIP endpoint.
+
+mod call;
+mod config;
+mod error;
+mod ports;
+mod rooms;
+mod sip_driver;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use chorus_mixer::{Mixer, MixerHandle};
+use chorus_sip::{Endpoint, EndpointConfig, IncomingCall, TimerConfig};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::{info, warn};
+
+pub use config::{Account, EngineConfig};
+pub use error::EngineError;
+pub use ports::PortPool;
+pub use rooms::{RoomEntry, RoomKey, Rooms};
+
+use sip_driver::{CallEvent, CallSpawner, SipCommand, SipDriver};
+
+/// State shared by the driver, the call tasks and the handle.
+pub(crate) struct Shared {
+    config: EngineConfig,
+    ports: PortPool,
+    rooms: Rooms,
+    mixer: MixerHandle,
+    sip: mpsc::UnboundedSender<SipCommand>,
+    active_calls: AtomicUsize,
+    calls_changed: Notify,
+    next_leg: AtomicU64,
+    refusing: AtomicBool,
+}
+
+impl Shared {
+    fn next_leg(&self) -> u64 {
+        self.next_leg.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn calls_started(&self) {
+        self.active_calls.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn calls_ended(&self) {
+        self.active_calls.fetch_sub(1, Ordering::AcqRel);
+        self.calls_changed.notify_waiters();
+    }
+}
+
+struct Spawner {
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+}
+
+impl CallSpawner for Spawner {
+    fn spawn(&mut self, incoming: IncomingCall, events: mpsc::UnboundedReceiver<CallEvent>) {
+        call::spawn(self.shared.clone(), incoming, events, self.stop.clone());
+    }
+
+    fn refusing(&self) -> bool {
+        self.shared.refusing.load(Ordering::Acquire)
+    }
+}
+
+/// A running engine.
+pub struct Engine {
+    shared: Arc<Shared>,
+    sip_addr: SocketAddr,
+    hang_up_calls: watch::Sender<bool>,
+    stop_driver: watch::Sender<bool>,
+    driver: tokio::task::JoinHandle<()>,
+    mixer: Mixer,
+    reaper: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Engine {
+    pub async fn start(config: EngineConfig) -> Result<Self, EngineError> {
+        let (low, high) = config.rtp_ports;
+        if low >= high {
+            return Err(EngineError::BadPortRange { low, high });
+        }
+        if config.accounts.is_empty() {
+            return Err(EngineError::NoAccounts);
+        }
+        let udp = UdpSocket::bind(config.sip_listen)
+            .await
+            .map_err(|source| EngineError::BindSip {
+                transport: "UDP",
+                addr: config.sip_listen,
+                source,
+            })?;
+        let sip_addr = udp.local_addr().map_err(|source| EngineError::BindSip {
+            transport: "UDP",
+            addr: config.sip_listen,
+            source,
+        })?;
+        // TCP on the very port UDP got, also when the configured port was 0.
+        let tcp = TcpListener::bind(sip_addr)
+            .await
+            .map_err(|source| EngineError::BindSip {
+                transport: "TCP",
+                addr: sip_addr,
+                source,
+            })?;
+        let mixer = Mixer::start(config.mixer.clone())?;
+        let events = mixer.events();
+        // Removed legs come back here to be freed off the media threads.
+        let reaper = std::thread::Builder::new()
+            .name("media-reaper".into())
+            .spawn(move || while events.recv().is_ok() {})
+            .ok();
+        let contact = SocketAddr::new(config.advertise_ip, sip_addr.port());
+        let endpoint = Endpoint::new(EndpointConfig {
+            user_agent: config.user_agent.clone(),
+            contact_udp: contact,
+            contact_tcp: contact,
+            timers: TimerConfig::default(),
+            max_message_size: config.max_sip_message,
+        });
+        let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            ports: PortPool::new(config.rtp_bind_ip, low, high),
+            rooms: Rooms::default(),
+            mixer: mixer.handle(),
+            sip: sip_tx,
+            active_calls: AtomicUsize::new(0),
+            calls_changed: Notify::new(),
+            next_leg: AtomicU64::new(1),
+            refusing: AtomicBool::new(false),
+            config,
+        });
+        let (hang_up_calls, calls_stop) = watch::channel(false);
+        let (stop_driver, driver_stop) = watch::channel(false);
+        let driver = SipDriver {
+            endpoint,
+            udp,
+            commands: sip_rx,
+            spawner: Spawner {
+                shared: shared.clone(),
+                stop: calls_stop,
+            },
+            stop: driver_stop,
+            max_message: shared.config.max_sip_message,
+        };
+        let driver = tokio::spawn(driver.run(tcp));
+        info!(sip = %sip_addr, rtp = ?shared.config.rtp_ports, threads = shared.mixer.threads(), "engine started");
+        Ok(Self {
+            shared,
+            sip_addr,
+            hang_up_calls,
+            stop_driver,
+            driver,
+            mixer,
+            reaper,
+        })
+    }
+
+    /// The SIP address actually bound (UDP and TCP).
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip_addr
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.shared.active_calls.load(Ordering::Acquire)
+    }
+
+    pub fn rooms(&self) -> &Rooms {
+        &self.shared.rooms
+    }
+
+    pub fn mixer(&self) -> &MixerHandle {
+        &self.shared.mixer
+    }
+
+    /// Refuses new calls (503), hangs up every live call with BYE and waits for them to end
+    /// (at most the configured hangup timeout), then stops SIP and the media threads.
+    pub async fn shutdown(self) {
+        self.shared.refusing.store(true, Ordering::Release);
+        let _ = self.hang_up_calls.send(true);
+        let live = self.active_calls();
+        info!(live, "hanging up every call");
+        let deadline = tokio::time::Instant::now() + self.shared.config.hangup_timeout;
+        loop {
+            let notified = self.shared.calls_changed.notified();
+            if self.active_calls() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                warn!(left = self.active_calls(), "calls still up at the hangup timeout");
+                break;
+            }
+        }
+        let _ = self.stop_driver.send(true);
+        let _ = self.driver.await;
+        let mixer = self.mixer;
+        let _ = tokio::task::spawn_blocking(move || mixer.shutdown()).await;
+        if let Some(reaper) = self.reaper {
+            let _ = tokio::task::spawn_blocking(move || reaper.join()).await;
+        }
+        info!("engine stopped");
+    }
+}

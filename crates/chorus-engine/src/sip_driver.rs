@@ -1,0 +1,258 @@
+//! The SIP socket driver: the one task that owns the sans-IO [`Endpoint`], feeds it UDP
+//! datagrams and framed TCP messages, fires its timers, sends what it polls out, and routes
+//! its events to per-call tasks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chorus_sip::{
+    CallHandle, ConnectionId, EndReason, Endpoint, Event, IncomingCall, Peer, StreamFramer,
+    Transport,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+/// What a call task asks of the SIP layer.
+#[derive(Debug)]
+pub(crate) enum SipCommand {
+    Answer { call: CallHandle, sdp: Vec<u8> },
+    Reject { call: CallHandle, status: u16 },
+    AnswerReinvite { call: CallHandle, sdp: Vec<u8> },
+    RejectReinvite { call: CallHandle, status: u16 },
+    Hangup { call: CallHandle },
+}
+
+/// What the SIP layer tells a call task.
+#[derive(Debug)]
+pub(crate) enum CallEvent {
+    Confirmed { sdp: Option<Vec<u8>> },
+    ReInvite { sdp: Option<Vec<u8>> },
+    ReInviteConfirmed { sdp: Option<Vec<u8>> },
+    Ended(EndReason),
+}
+
+enum TcpEvent {
+    Opened {
+        conn: ConnectionId,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    Message {
+        conn: ConnectionId,
+        addr: SocketAddr,
+        data: Vec<u8>,
+    },
+    Closed {
+        conn: ConnectionId,
+    },
+}
+
+/// Spawns a call task for each new INVITE.
+pub(crate) trait CallSpawner: Send + 'static {
+    fn spawn(&mut self, incoming: IncomingCall, events: mpsc::UnboundedReceiver<CallEvent>);
+    /// While shutting down, new calls are refused instead.
+    fn refusing(&self) -> bool;
+}
+
+pub(crate) struct SipDriver<S> {
+    pub endpoint: Endpoint,
+    pub udp: UdpSocket,
+    pub commands: mpsc::UnboundedReceiver<SipCommand>,
+    pub spawner: S,
+    pub stop: watch::Receiver<bool>,
+    pub max_message: usize,
+}
+
+impl<S: CallSpawner> SipDriver<S> {
+    pub async fn run(mut self, tcp: TcpListener) {
+        let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
+        let accept = tokio::spawn(accept_loop(tcp, tcp_tx, self.max_message));
+        let mut writers: HashMap<ConnectionId, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
+        let mut calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let timer = self.endpoint.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                received = self.udp.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => {
+                        let now = Instant::now().into_std();
+                        self.endpoint.handle_input(now, Peer::udp(from), &buf[..len]);
+                    }
+                    // ICMP port-unreachable from an earlier send and the like: keep serving.
+                    Err(e) => debug!(error = %e, "SIP UDP receive error"),
+                },
+                Some(event) = tcp_rx.recv() => match event {
+                    TcpEvent::Opened { conn, writer } => { writers.insert(conn, writer); }
+                    TcpEvent::Message { conn, addr, data } => {
+                        let now = Instant::now().into_std();
+                        self.endpoint.handle_input(now, Peer::tcp(addr, conn), &data);
+                    }
+                    TcpEvent::Closed { conn } => {
+                        writers.remove(&conn);
+                        self.endpoint.connection_closed(conn);
+                    }
+                },
+                Some(command) = self.commands.recv() => self.apply(command),
+                () = sleep_until(timer), if timer.is_some() => {
+                    self.endpoint.handle_timeout(Instant::now().into_std());
+                }
+                _ = self.stop.changed() => break,
+            }
+            self.flush(&writers).await;
+            self.dispatch(&mut calls);
+            // Events may have queued responses (an immediate reject while refusing calls).
+            self.flush(&writers).await;
+        }
+        accept.abort();
+    }
+
+    fn apply(&mut self, command: SipCommand) {
+        let now = Instant::now().into_std();
+        let (call, result) = match command {
+            SipCommand::Answer { call, sdp } => (call, self.endpoint.answer(now, call, sdp)),
+            SipCommand::Reject { call, status } => (call, self.endpoint.reject(now, call, status)),
+            SipCommand::AnswerReinvite { call, sdp } => {
+                (call, self.endpoint.answer_reinvite(now, call, sdp))
+            }
+            SipCommand::RejectReinvite { call, status } => {
+                (call, self.endpoint.reject_reinvite(now, call, status))
+            }
+            SipCommand::Hangup { call } => (call, self.endpoint.hangup(now, call)),
+        };
+        if let Err(error) = result {
+            // The call may have ended on the wire meanwhile (BYE crossing our answer).
+            debug!(?call, %error, "SIP command not applied");
+        }
+    }
+
+    async fn flush(&mut self, writers: &HashMap<ConnectionId, mpsc::UnboundedSender<Vec<u8>>>) {
+        while let Some(transmit) = self.endpoint.poll_transmit() {
+            match transmit.peer.transport {
+                Transport::Udp => {
+                    if let Err(e) = self.udp.send_to(&transmit.payload, transmit.peer.addr).await {
+                        debug!(error = %e, to = %transmit.peer.addr, "SIP UDP send failed");
+                    }
+                }
+                Transport::Tcp => {
+                    let writer = transmit.peer.conn.and_then(|c| writers.get(&c));
+                    match writer {
+                        Some(w) => {
+                            let _ = w.send(transmit.payload);
+                        }
+                        None => debug!(to = %transmit.peer.addr, "no TCP connection for message"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, calls: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>>) {
+        while let Some(event) = self.endpoint.poll_event() {
+            let (call, event) = match event {
+                Event::IncomingCall(incoming) => {
+                    let call = incoming.call;
+                    if self.spawner.refusing() {
+                        // RFC 3261 §21.5.4: we are going away; another server may take it.
+                        let now = Instant::now().into_std();
+                        let _ = self.endpoint.reject(now, call, 503);
+                        continue;
+                    }
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    calls.insert(call, tx);
+                    self.spawner.spawn(incoming, rx);
+                    continue;
+                }
+                Event::CallConfirmed { call, sdp } => (call, CallEvent::Confirmed { sdp }),
+                Event::ReInvite { call, sdp } => (call, CallEvent::ReInvite { sdp }),
+                Event::ReInviteConfirmed { call, sdp } => {
+                    (call, CallEvent::ReInviteConfirmed { sdp })
+                }
+                Event::CallEnded { call, reason } => {
+                    if let Some(tx) = calls.remove(&call) {
+                        let _ = tx.send(CallEvent::Ended(reason));
+                    }
+                    continue;
+                }
+            };
+            if let Some(tx) = calls.get(&call) {
+                let _ = tx.send(event);
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+async fn accept_loop(listener: TcpListener, events: mpsc::UnboundedSender<TcpEvent>, max: usize) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
+                tokio::spawn(serve_connection(stream, addr, conn, events.clone(), max));
+            }
+            Err(e) => {
+                warn!(error = %e, "SIP TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    conn: ConnectionId,
+    events: mpsc::UnboundedSender<TcpEvent>,
+    max: usize,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    if events.send(TcpEvent::Opened { conn, writer: tx }).is_err() {
+        return;
+    }
+    let write = tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if writer.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut framer = StreamFramer::new(max);
+    let mut buf = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_message() {
+                Ok(Some(data)) => {
+                    if events.send(TcpEvent::Message { conn, addr, data }).is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    // RFC 3261 §18.3: without a usable Content-Length the stream cannot be
+                    // re-synchronised; close it.
+                    debug!(%addr, %error, "closing SIP TCP connection");
+                    break 'read;
+                }
+            }
+        }
+    }
+    let _ = events.send(TcpEvent::Closed { conn });
+    write.abort();
+}

@@ -1,0 +1,36 @@
+//! Media primitives for Chorus: RTP packets, G.711 codecs, the per-member jitter buffer and
+//! tone sources.
+//!
+//! Everything here is sans-IO and clock-free: the media threads of `chorus-mixer` own the
+//! sockets and the clock and call into these types once per packet or per 20 ms tick. None of
+//! the per-packet or per-tick paths allocate; buffers are sized when a leg is created.
+//!
+//! ```
+//! use chorus_media::{g711, rtp::{RtpHeader, RtpPacket}};
+//! let mut pcm = [0i16; 160];
+//! chorus_media::tone::Sine::new(440.0, 8000, 8000.0).fill(&mut pcm);
+//! let mut payload = [0u8; 160];
+//! g711::Law::Mu.encode(&pcm, &mut payload);
+//! let mut wire = [0u8; 172];
+//! let n = RtpHeader { payload_type: 0, marker: true, sequence: 1, timestamp: 160, ssrc: 7 }
+//!     .write_with_payload(&payload, &mut wire)
+//!     .expect("buffer is large enough");
+//! let packet = RtpPacket::parse(&wire[..n]).expect("valid packet");
+//! assert_eq!(packet.payload.len(), 160);
+//! ```
+//!
+//! Invariants: input from the network (RTP bytes) never panics; malformed packets are
+//! reported as [`RtpError`] so the caller can count and drop them.
+
+pub mod error;
+pub mod g711;
+pub mod jitter;
+pub mod rtp;
+pub mod tone;
+
+pub use error::RtpError;
+
+/// Samples in one 20 ms frame at 8 kHz, the narrowband room rate.
+pub const NARROWBAND_FRAME: usize = 160;
+/// The mixer's packetisation time, RFC 3551 §4.5 default for G.711 and ours for every codec.
+pub const PTIME_MS: u32 = 20;

@@ -1,0 +1,26 @@
+use thiserror::Error;
+
+use crate::LegId;
+
+#[derive(Debug, Error)]
+pub enum MixerError {
+    /// The media thread's command queue is full: it is far behind, so refuse rather than block.
+    #[error("media thread {thread} command queue is full")]
+    QueueFull { thread: usize },
+    #[error("media thread {thread} has stopped")]
+    ThreadGone { thread: usize },
+    #[error("no media thread {0}")]
+    NoSuchThread(usize),
+    #[error("cannot make the RTP socket of leg {leg:?} non-blocking")]
+    Socket {
+        leg: LegId,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot spawn media thread {thread}")]
+    Spawn {
+        thread: usize,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,97 @@
+//! Counters the media threads update with relaxed atomics (no locks) and the control side
+//! reads for metrics and tests.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Per-thread counters.
+#[derive(Debug, Default)]
+pub struct ThreadStats {
+    pub(crate) legs: AtomicU64,
+    pub(crate) rooms: AtomicU64,
+    pub(crate) ticks: AtomicU64,
+    /// Ticks whose work ended after the next deadline.
+    pub(crate) overruns: AtomicU64,
+    /// Ticks skipped after a stall (the thread jumps ahead instead of bursting).
+    pub(crate) skipped_ticks: AtomicU64,
+    pub(crate) late_us_total: AtomicU64,
+    pub(crate) late_us_max: AtomicU64,
+    /// Wake-up lateness histogram: < 1 ms, < 2 ms, < 5 ms, < 10 ms, ≥ 10 ms.
+    pub(crate) late_buckets: [AtomicU64; 5],
+    pub(crate) busy_us_total: AtomicU64,
+    pub(crate) packets_in: AtomicU64,
+    pub(crate) packets_out: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+}
+
+/// A copy of [`ThreadStats`] at one instant.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadStatsSnapshot {
+    pub legs: u64,
+    pub rooms: u64,
+    pub ticks: u64,
+    pub overruns: u64,
+    pub skipped_ticks: u64,
+    pub late_us_total: u64,
+    pub late_us_max: u64,
+    pub late_buckets: [u64; 5],
+    pub busy_us_total: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub malformed: u64,
+    pub send_errors: u64,
+    pub events_dropped: u64,
+}
+
+impl ThreadStats {
+    pub(crate) fn legs(&self) -> u64 {
+        self.legs.load(Relaxed)
+    }
+
+    pub(crate) fn record_lateness(&self, late_us: u64) {
+        self.late_us_total.fetch_add(late_us, Relaxed);
+        self.late_us_max.fetch_max(late_us, Relaxed);
+        let bucket = match late_us {
+            0..1_000 => 0,
+            1_000..2_000 => 1,
+            2_000..5_000 => 2,
+            5_000..10_000 => 3,
+            _ => 4,
+        };
+        self.late_buckets[bucket].fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> ThreadStatsSnapshot {
+        ThreadStatsSnapshot {
+            legs: self.legs.load(Relaxed),
+            rooms: self.rooms.load(Relaxed),
+            ticks: self.ticks.load(Relaxed),
+            overruns: self.overruns.load(Relaxed),
+            skipped_ticks: self.skipped_ticks.load(Relaxed),
+            late_us_total: self.late_us_total.load(Relaxed),
+            late_us_max: self.late_us_max.load(Relaxed),
+            late_buckets: std::array::from_fn(|i| self.late_buckets[i].load(Relaxed)),
+            busy_us_total: self.busy_us_total.load(Relaxed),
+            packets_in: self.packets_in.load(Relaxed),
+            packets_out: self.packets_out.load(Relaxed),
+            malformed: self.malformed.load(Relaxed),
+            send_errors: self.send_errors.load(Relaxed),
+            events_dropped: self.events_dropped.load(Relaxed),
+        }
+    }
+}
+
+/// Per-leg counters, reported when the leg is removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LegStats {
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub malformed: u64,
+    /// Packets of a payload type the leg did not negotiate.
+    pub unexpected_pt: u64,
+    pub telephone_events: u64,
+    pub send_errors: u64,
+    pub concealed_frames: u64,
+    pub jitter: chorus_media::jitter::JitterStats,
+}

@@ -1,0 +1,359 @@
+//! The RTP side of a test call: one UDP socket (symmetric RTP: we send from the port we
+//! advertise), a sender thread streaming 20 ms PCMU frames at absolute deadlines, and a
+//! receiver thread that decodes and timestamps everything that arrives.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::audio::{ulaw_decode, ulaw_encode, Tone, FRAME_SAMPLES};
+use super::LOCALHOST;
+
+pub const PCMU: u8 = 0;
+const FRAME: Duration = Duration::from_millis(20);
+const RTP_HEADER_LEN: usize = 12;
+
+/// What a test call sends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Source {
+    Silence,
+    Tone(Tone),
+}
+
+impl Source {
+    pub fn tone(freq_hz: f64) -> Source {
+        // -10.5 dBFS: loud and clear, with headroom for a mix of several members.
+        Source::Tone(Tone::new(freq_hz, 0.3))
+    }
+
+    fn sample(&self, n: u64) -> i16 {
+        match self {
+            Source::Silence => 0,
+            Source::Tone(t) => t.sample(n),
+        }
+    }
+}
+
+/// One received RTP packet.
+#[derive(Clone, Debug)]
+pub struct RxPacket {
+    pub at: Instant,
+    pub from: SocketAddr,
+    pub payload_type: u8,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    /// Decoded audio for PCMU packets; empty for any other payload type.
+    pub samples: Vec<i16>,
+}
+
+/// A parsed RTP header (RFC 3550 §5.1) and the offset of the payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtpHeader {
+    pub marker: bool,
+    pub payload_type: u8,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub payload_offset: usize,
+    pub payload_end: usize,
+}
+
+impl RtpHeader {
+    pub fn parse(buf: &[u8]) -> Option<RtpHeader> {
+        if buf.len() < RTP_HEADER_LEN || buf[0] >> 6 != 2 {
+            return None;
+        }
+        let csrc_count = usize::from(buf[0] & 0x0F);
+        let mut offset = RTP_HEADER_LEN + 4 * csrc_count;
+        if buf[0] & 0x10 != 0 {
+            let ext = buf.get(offset..offset + 4)?;
+            offset += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        }
+        let mut end = buf.len();
+        if buf[0] & 0x20 != 0 {
+            end = end.checked_sub(usize::from(*buf.last()?))?;
+        }
+        if offset > end {
+            return None;
+        }
+        Some(RtpHeader {
+            marker: buf[1] & 0x80 != 0,
+            payload_type: buf[1] & 0x7F,
+            seq: u16::from_be_bytes([buf[2], buf[3]]),
+            timestamp: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+            ssrc: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+            payload_offset: offset,
+            payload_end: end,
+        })
+    }
+}
+
+pub fn write_rtp(
+    out: &mut Vec<u8>,
+    marker: bool,
+    payload_type: u8,
+    seq: u16,
+    timestamp: u32,
+    ssrc: u32,
+    payload: &[u8],
+) {
+    out.clear();
+    out.push(0x80);
+    out.push(if marker { 0x80 } else { 0 } | (payload_type & 0x7F));
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+struct Shared {
+    stop: AtomicBool,
+    /// Where the sender sends; None until the far end's SDP is known.
+    dest: Mutex<Option<SocketAddr>>,
+    source: Mutex<Source>,
+    sending: AtomicBool,
+    sent: AtomicU64,
+    received: Mutex<Vec<RxPacket>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking media thread must not hide the test's own failure behind a poison error.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct Media {
+    pub local: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Media {
+    /// Binds the RTP socket and starts both threads; nothing is sent until [`Media::set_dest`].
+    pub fn start(source: Source) -> std::io::Result<Media> {
+        let socket = UdpSocket::bind((LOCALHOST, 0))?;
+        socket.set_read_timeout(Some(Duration::from_millis(20)))?;
+        let local = socket.local_addr()?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            dest: Mutex::new(None),
+            source: Mutex::new(source),
+            sending: AtomicBool::new(true),
+            sent: AtomicU64::new(0),
+            received: Mutex::new(Vec::new()),
+        });
+        let rx_socket = socket.try_clone()?;
+        let rx_shared = Arc::clone(&shared);
+        let receiver = std::thread::Builder::new()
+            .name(format!("rtp-rx-{}", local.port()))
+            .spawn(move || receive_loop(rx_socket, rx_shared))?;
+        let tx_shared = Arc::clone(&shared);
+        let sender = std::thread::Builder::new()
+            .name(format!("rtp-tx-{}", local.port()))
+            .spawn(move || send_loop(socket, tx_shared))?;
+        Ok(Media {
+            local,
+            shared,
+            threads: vec![receiver, sender],
+        })
+    }
+
+    pub fn set_dest(&self, dest: SocketAddr) {
+        *lock(&self.shared.dest) = Some(dest);
+    }
+
+    pub fn set_source(&self, source: Source) {
+        *lock(&self.shared.source) = source;
+    }
+
+    pub fn set_sending(&self, on: bool) {
+        self.shared.sending.store(on, Ordering::Relaxed);
+    }
+
+    pub fn sent_packets(&self) -> u64 {
+        self.shared.sent.load(Ordering::Relaxed)
+    }
+
+    pub fn clear_received(&self) {
+        lock(&self.shared.received).clear();
+    }
+
+    /// Copies of the packets that arrived in `[from, to)`.
+    pub fn packets_between(&self, from: Instant, to: Instant) -> Vec<RxPacket> {
+        lock(&self.shared.received)
+            .iter()
+            .filter(|p| p.at >= from && p.at < to)
+            .cloned()
+            .collect()
+    }
+
+    pub fn packet_count(&self) -> usize {
+        lock(&self.shared.received).len()
+    }
+
+    pub fn last_arrival(&self) -> Option<Instant> {
+        lock(&self.shared.received).last().map(|p| p.at)
+    }
+
+    /// Decoded PCMU audio that arrived in `[from, to)`, in arrival order.
+    pub fn audio_between(&self, from: Instant, to: Instant) -> Vec<i16> {
+        lock(&self.shared.received)
+            .iter()
+            .filter(|p| p.at >= from && p.at < to)
+            .flat_map(|p| p.samples.iter().copied())
+            .collect()
+    }
+
+    /// The longest time in `[from, to)` without a packet arriving, counting the edges.
+    pub fn max_gap_between(&self, from: Instant, to: Instant) -> Duration {
+        let arrivals: Vec<Instant> = self
+            .packets_between(from, to)
+            .into_iter()
+            .map(|p| p.at)
+            .collect();
+        std::iter::once(from)
+            .chain(arrivals)
+            .chain(std::iter::once(to))
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .max()
+            .unwrap_or_default()
+    }
+
+    pub fn sources(&self) -> Vec<SocketAddr> {
+        let mut from: Vec<SocketAddr> = lock(&self.shared.received).iter().map(|p| p.from).collect();
+        from.sort();
+        from.dedup();
+        from
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn receive_loop(socket: UdpSocket, shared: Arc<Shared>) {
+    let mut buf = [0u8; 2048];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (len, from) = match socket.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(_) => continue, // read timeout: check the stop flag
+        };
+        let at = Instant::now();
+        let Some(h) = RtpHeader::parse(&buf[..len]) else {
+            continue; // RTCP or garbage is not audio
+        };
+        let samples = if h.payload_type == PCMU {
+            buf[h.payload_offset..h.payload_end]
+                .iter()
+                .map(|&b| ulaw_decode(b))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        lock(&shared.received).push(RxPacket {
+            at,
+            from,
+            payload_type: h.payload_type,
+            seq: h.seq,
+            timestamp: h.timestamp,
+            ssrc: h.ssrc,
+            samples,
+        });
+    }
+}
+
+fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
+    let ssrc: u32 = rand::random();
+    let seq0: u16 = rand::random();
+    let ts0: u32 = rand::random();
+    let mut packet = Vec::with_capacity(RTP_HEADER_LEN + FRAME_SAMPLES);
+    let mut payload = [0u8; FRAME_SAMPLES];
+    let start = Instant::now();
+    let mut k: u64 = 0;
+    let mut first = true;
+    while !shared.stop.load(Ordering::Relaxed) {
+        // Absolute deadlines: a late wake-up does not push every later packet back.
+        let deadline = start + FRAME * k as u32;
+        let now = Instant::now();
+        if deadline > now {
+            std::thread::sleep(deadline - now);
+        } else if now - deadline > FRAME * 10 {
+            // After a long stall, skip ahead rather than burst; timestamps follow real time.
+            k = (now - start).as_millis() as u64 / 20;
+            continue;
+        }
+        let dest = *lock(&shared.dest);
+        if let (Some(dest), true) = (dest, shared.sending.load(Ordering::Relaxed)) {
+            let source = *lock(&shared.source);
+            let base = k * FRAME_SAMPLES as u64;
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b = ulaw_encode(source.sample(base + i as u64));
+            }
+            write_rtp(
+                &mut packet,
+                first,
+                PCMU,
+                seq0.wrapping_add(k as u16),
+                ts0.wrapping_add(base as u32),
+                ssrc,
+                &payload,
+            );
+            if socket.send_to(&packet, dest).is_ok() {
+                shared.sent.fetch_add(1, Ordering::Relaxed);
+                first = false;
+            }
+        }
+        k += 1;
+    }
+}
+
+pub mod selftest {
+    use super::*;
+
+    pub fn rtp_header_round_trips_and_rejects_garbage() {
+        let mut buf = Vec::new();
+        write_rtp(&mut buf, true, 0, 65535, 0xDEAD_BEEF, 42, &[1, 2, 3]);
+        let h = RtpHeader::parse(&buf).expect("our packet parses");
+        assert!(h.marker);
+        assert_eq!((h.payload_type, h.seq, h.timestamp, h.ssrc), (0, 65535, 0xDEAD_BEEF, 42));
+        assert_eq!(&buf[h.payload_offset..h.payload_end], &[1, 2, 3]);
+        assert!(RtpHeader::parse(&buf[..11]).is_none(), "short");
+        assert!(RtpHeader::parse(&[0x40; 20]).is_none(), "version 1");
+        // Padding longer than the packet must not underflow.
+        let mut padded = buf.clone();
+        padded[0] |= 0x20;
+        *padded.last_mut().expect("non-empty") = 200;
+        assert!(RtpHeader::parse(&padded).is_none());
+    }
+
+    /// Two media endpoints on loopback hear each other's tone at the expected level and pace.
+    pub fn media_endpoints_exchange_tones_at_50_packets_per_second() {
+        let a = Media::start(Source::tone(440.0)).expect("media a");
+        let b = Media::start(Source::tone(1000.0)).expect("media b");
+        a.set_dest(b.local);
+        b.set_dest(a.local);
+        std::thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_millis(1000));
+        let t1 = Instant::now();
+        let n = b.packets_between(t0, t1).len();
+        assert!((45..=55).contains(&n), "{n} packets in 1 s");
+        assert!(b.max_gap_between(t0, t1) < Duration::from_millis(120));
+        crate::common::Expectation::new(&[440.0], &[1000.0])
+            .check(&b.audio_between(t0, t1))
+            .expect("b hears a");
+        crate::common::Expectation::new(&[1000.0], &[440.0])
+            .check(&a.audio_between(t0, t1))
+            .expect("a hears b");
+        assert_eq!(a.sources(), vec![b.local], "symmetric RTP: b sends from its own port");
+    }
+}
