@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 /// What a call task asks of the SIP layer.
 #[derive(Debug)]
@@ -68,7 +68,9 @@ pub(crate) struct SipDriver<S> {
 
 impl<S: CallSpawner> SipDriver<S> {
     pub async fn run(mut self, tcp: TcpListener) {
-        let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
+        // Bounded: a peer flooding its TCP connection is slowed down at its own socket instead of
+        // growing this queue.
+        let (tcp_tx, mut tcp_rx) = mpsc::channel(1024);
         let accept = tokio::spawn(accept_loop(tcp, tcp_tx, self.max_message));
         let mut writers: HashMap<ConnectionId, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
         let mut calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
@@ -77,19 +79,13 @@ impl<S: CallSpawner> SipDriver<S> {
             let timer = self.endpoint.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 received = self.udp.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => {
-                        let now = Instant::now().into_std();
-                        self.endpoint.handle_input(now, Peer::udp(from), &buf[..len]);
-                    }
+                    Ok((len, from)) => self.input(Peer::udp(from), &buf[..len]),
                     // ICMP port-unreachable from an earlier send and the like: keep serving.
                     Err(e) => debug!(error = %e, "SIP UDP receive error"),
                 },
                 Some(event) = tcp_rx.recv() => match event {
                     TcpEvent::Opened { conn, writer } => { writers.insert(conn, writer); }
-                    TcpEvent::Message { conn, addr, data } => {
-                        let now = Instant::now().into_std();
-                        self.endpoint.handle_input(now, Peer::tcp(addr, conn), &data);
-                    }
+                    TcpEvent::Message { conn, addr, data } => self.input(Peer::tcp(addr, conn), &data),
                     TcpEvent::Closed { conn } => {
                         writers.remove(&conn);
                         self.endpoint.connection_closed(conn);
@@ -107,6 +103,20 @@ impl<S: CallSpawner> SipDriver<S> {
             self.flush(&writers).await;
         }
         accept.abort();
+    }
+
+    /// Feeds one message to the endpoint. The endpoint is written never to panic on network
+    /// input; should a bug make it panic anyway, the message is dropped and logged rather than
+    /// taking every call of the process down with the driver task.
+    fn input(&mut self, from: Peer, data: &[u8]) {
+        let now = Instant::now().into_std();
+        let endpoint = &mut self.endpoint;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            endpoint.handle_input(now, from, data);
+        }));
+        if outcome.is_err() {
+            error!(from = %from.addr, len = data.len(), "SIP endpoint panicked on input; message dropped");
+        }
     }
 
     fn apply(&mut self, command: SipCommand) {
@@ -193,7 +203,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-async fn accept_loop(listener: TcpListener, events: mpsc::UnboundedSender<TcpEvent>, max: usize) {
+async fn accept_loop(listener: TcpListener, events: mpsc::Sender<TcpEvent>, max: usize) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
@@ -212,13 +222,13 @@ async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
     conn: ConnectionId,
-    events: mpsc::UnboundedSender<TcpEvent>,
+    events: mpsc::Sender<TcpEvent>,
     max: usize,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    if events.send(TcpEvent::Opened { conn, writer: tx }).is_err() {
+    if events.send(TcpEvent::Opened { conn, writer: tx }).await.is_err() {
         return;
     }
     let write = tokio::spawn(async move {
@@ -239,7 +249,7 @@ async fn serve_connection(
         loop {
             match framer.next_message() {
                 Ok(Some(data)) => {
-                    if events.send(TcpEvent::Message { conn, addr, data }).is_err() {
+                    if events.send(TcpEvent::Message { conn, addr, data }).await.is_err() {
                         break 'read;
                     }
                 }
@@ -253,6 +263,6 @@ async fn serve_connection(
             }
         }
     }
-    let _ = events.send(TcpEvent::Closed { conn });
+    let _ = events.send(TcpEvent::Closed { conn }).await;
     write.abort();
 }
