@@ -608,7 +608,15 @@ impl Endpoint {
         }
         let ctx = response_ctx(&msg, &vias, &top, from);
         let dest = response_dest(&top, from);
-        self.respond_new_tx(now, key, method == Method::Invite, ctx, dest, Refusal::new(400), None);
+        self.respond_new_tx(
+            now,
+            key,
+            method == Method::Invite,
+            ctx,
+            dest,
+            Refusal::new(400),
+            None,
+        );
     }
 
     fn on_request(&mut self, now: Instant, from: Peer, msg: Message) {
@@ -635,7 +643,15 @@ impl Endpoint {
                     // ACK never gets a response (RFC 3261 §17.1.1.3).
                     self.stats.dropped_other += 1;
                 } else {
-                    self.respond_new_tx(now, key, method == Method::Invite, ctx, dest, refusal, None);
+                    self.respond_new_tx(
+                        now,
+                        key,
+                        method == Method::Invite,
+                        ctx,
+                        dest,
+                        refusal,
+                        None,
+                    );
                 }
                 return;
             }
@@ -643,7 +659,7 @@ impl Endpoint {
         let in_dialog = req.to.tag().is_some();
         match &req.method {
             Method::Ack => self.on_ack(now, &key, req),
-            Method::Cancel => self.on_cancel(now, key, ctx, dest, &req),
+            Method::Cancel => self.on_cancel(now, key, ctx, dest),
             Method::Invite if in_dialog => self.on_reinvite(now, key, ctx, dest, req),
             Method::Invite => self.on_invite(now, key, ctx, dest, from, req),
             Method::Bye => self.on_bye(now, key, ctx, dest, &req),
@@ -781,10 +797,16 @@ impl Endpoint {
             sdp,
             source: from,
         }));
-        let _ = now;
     }
 
-    fn on_reinvite(&mut self, now: Instant, key: TxKey, ctx: ResponseCtx, dest: Peer, req: Request) {
+    fn on_reinvite(
+        &mut self,
+        now: Instant,
+        key: TxKey,
+        ctx: ResponseCtx,
+        dest: Peer,
+        req: Request,
+    ) {
         let Some(call) = self.dialog_for(&req) else {
             self.respond_new_tx(now, key, true, ctx, dest, Refusal::new(481), None);
             return;
@@ -859,8 +881,10 @@ impl Endpoint {
             if tx.state == ServerState::Completed {
                 tx.state = ServerState::Confirmed;
                 let reliable = tx.dest.transport.is_reliable();
-                self.timers.cancel(&TimerKind::ServerRetransmit(key.clone()));
-                self.timers.cancel(&TimerKind::ServerAckTimeout(key.clone()));
+                self.timers
+                    .cancel(&TimerKind::ServerRetransmit(key.clone()));
+                self.timers
+                    .cancel(&TimerKind::ServerAckTimeout(key.clone()));
                 if reliable {
                     self.drop_server_tx(key);
                 } else {
@@ -905,7 +929,7 @@ impl Endpoint {
         });
     }
 
-    fn on_cancel(&mut self, now: Instant, key: TxKey, ctx: ResponseCtx, dest: Peer, req: &Request) {
+    fn on_cancel(&mut self, now: Instant, key: TxKey, ctx: ResponseCtx, dest: Peer) {
         // CANCEL matches the INVITE transaction with the same branch (RFC 3261 §9.2).
         let invite_key = TxKey {
             id: key.id.clone(),
@@ -941,7 +965,6 @@ impl Endpoint {
             }
             None => {}
         }
-        let _ = req;
     }
 
     fn on_bye(&mut self, now: Instant, key: TxKey, ctx: ResponseCtx, dest: Peer, req: &Request) {
@@ -1005,15 +1028,15 @@ impl Endpoint {
         // Final response: Completed, Timer K (RFC 3261 §17.1.2.2).
         tx.completed = true;
         let (call, report, reliable) = (tx.call, tx.report, tx.dest.transport.is_reliable());
-        self.timers.cancel(&TimerKind::ClientRetransmit(branch.clone()));
-        self.timers.cancel(&TimerKind::ClientTimeout(branch.clone()));
+        self.timers
+            .cancel(&TimerKind::ClientRetransmit(branch.clone()));
+        self.timers
+            .cancel(&TimerKind::ClientTimeout(branch.clone()));
         if reliable {
             self.client_txs.remove(&branch);
         } else {
-            self.timers.set(
-                TimerKind::ClientLinger(branch),
-                now + self.config.timers.t4,
-            );
+            self.timers
+                .set(TimerKind::ClientLinger(branch), now + self.config.timers.t4);
         }
         if report {
             self.end_call(call, EndReason::LocalBye);
@@ -1047,7 +1070,11 @@ impl Endpoint {
             }
             TimerKind::ServerLinger(key) => self.drop_server_tx(&key),
             TimerKind::Resend2xx(call) => {
-                let Some(p) = self.calls.get_mut(&call).and_then(|c| c.pending_2xx.as_mut()) else {
+                let Some(p) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.pending_2xx.as_mut())
+                else {
                     return;
                 };
                 p.interval = (p.interval * 2).min(t.t2);
@@ -1090,7 +1117,8 @@ impl Endpoint {
                 self.timers.set(TimerKind::ClientRetransmit(branch), next);
             }
             TimerKind::ClientTimeout(branch) => {
-                self.timers.cancel(&TimerKind::ClientRetransmit(branch.clone()));
+                self.timers
+                    .cancel(&TimerKind::ClientRetransmit(branch.clone()));
                 if let Some(tx) = self.client_txs.remove(&branch) {
                     if tx.report {
                         self.end_call(tx.call, EndReason::LocalByeTimeout);
@@ -1190,7 +1218,12 @@ impl Endpoint {
         }
     }
 
-    fn build_2xx(&self, key: &TxKey, record_route: &[String], sdp: &[u8]) -> Result<Vec<u8>, Error> {
+    fn build_2xx(
+        &self,
+        key: &TxKey,
+        record_route: &[String],
+        sdp: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let tx = self.server_txs.get(key).ok_or(Error::InvalidState {
             call: CallHandle(0),
             state: "INVITE transaction gone",
@@ -1343,8 +1376,13 @@ impl Endpoint {
             let Some(tx) = self.server_txs.get(&key) else {
                 return;
             };
-            let payload =
-                self.response_bytes(&tx.ctx, refusal.code, Some(&tx.to_tag), &refusal.headers, None);
+            let payload = self.response_bytes(
+                &tx.ctx,
+                refusal.code,
+                Some(&tx.to_tag),
+                &refusal.headers,
+                None,
+            );
             self.send_on_tx(&key, payload);
             self.complete_server_tx(now, &key);
         } else {
@@ -1354,8 +1392,10 @@ impl Endpoint {
 
     fn drop_server_tx(&mut self, key: &TxKey) {
         self.server_txs.remove(key);
-        self.timers.cancel(&TimerKind::ServerRetransmit(key.clone()));
-        self.timers.cancel(&TimerKind::ServerAckTimeout(key.clone()));
+        self.timers
+            .cancel(&TimerKind::ServerRetransmit(key.clone()));
+        self.timers
+            .cancel(&TimerKind::ServerAckTimeout(key.clone()));
         self.timers.cancel(&TimerKind::ServerLinger(key.clone()));
     }
 
@@ -1363,8 +1403,10 @@ impl Endpoint {
         self.client_txs.remove(branch);
         self.timers
             .cancel(&TimerKind::ClientRetransmit(branch.to_string()));
-        self.timers.cancel(&TimerKind::ClientTimeout(branch.to_string()));
-        self.timers.cancel(&TimerKind::ClientLinger(branch.to_string()));
+        self.timers
+            .cancel(&TimerKind::ClientTimeout(branch.to_string()));
+        self.timers
+            .cancel(&TimerKind::ClientLinger(branch.to_string()));
     }
 
     /// Emits `CallEnded` once and forgets the call and its dialog.
@@ -1521,7 +1563,12 @@ impl Endpoint {
 /// Checks what RFC 3261 §8.2 requires before a request is processed, in the
 /// order the RFC gives: syntax (400, 505), method (501), URI scheme (416),
 /// extensions (420). Content checks (415) depend on the method and come later.
-fn validate(msg: Message, method: &Method, transport: Transport, top: &Via) -> Result<Request, Refusal> {
+fn validate(
+    msg: Message,
+    method: &Method,
+    transport: Transport,
+    top: &Via,
+) -> Result<Request, Refusal> {
     let StartLine::Request { uri, version, .. } = &msg.start else {
         return Err(Refusal::new(400));
     };
@@ -1685,10 +1732,7 @@ fn response_ctx(msg: &Message, vias: &[String], top: &Via, from: Peer) -> Respon
 
 fn stamp_top_via(raw: &str, top: &Via, source: SocketAddr) -> String {
     let wants_rport = matches!(param(&top.params, "rport"), Some(None));
-    let host_is_source = top
-        .host
-        .parse::<IpAddr>()
-        .is_ok_and(|ip| ip == source.ip());
+    let host_is_source = top.host.parse::<IpAddr>().is_ok_and(|ip| ip == source.ip());
     if !wants_rport && host_is_source {
         return raw.to_string();
     }
@@ -1736,8 +1780,7 @@ fn in_dialog_peer(from: Peer, rport: bool, route_set: &[String], contact: &str) 
     }
     let literal = |uri: &str| {
         parse_sip_uri(uri).and_then(|u| {
-            u.ip
-                .map(|ip| Peer::udp(SocketAddr::new(ip, u.port.unwrap_or(DEFAULT_SIP_PORT))))
+            u.ip.map(|ip| Peer::udp(SocketAddr::new(ip, u.port.unwrap_or(DEFAULT_SIP_PORT))))
         })
     };
     if let Some(first) = route_set.first() {

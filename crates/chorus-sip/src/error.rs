@@ -53,7 +53,10 @@ pub enum Error {
     #[error("unknown or ended call {0:?}")]
     UnknownCall(CallHandle),
     #[error("call {call:?} cannot do this in state {state}")]
-    InvalidState { call: CallHandle, state: &'static str },
+    InvalidState {
+        call: CallHandle,
+        state: &'static str,
+    },
     #[error("status {0} is not valid here")]
     InvalidStatus(u16),
 }

@@ -167,7 +167,8 @@ struct Split<'a> {
 
 impl Split<'_> {
     fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.start.len() + self.body.len() + 64 * self.headers.len());
+        let mut out =
+            Vec::with_capacity(self.start.len() + self.body.len() + 64 * self.headers.len());
         out.extend_from_slice(self.start);
         out.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
@@ -266,7 +267,10 @@ pub(crate) fn parse(data: &[u8]) -> Result<Message, ParseError> {
             format!("{m} {uri} SIP/2.0")
         }
         StartLine::Response { .. } => {
-            let rest = start_str.split_once(' ').map(|(_, r)| r).unwrap_or_default();
+            let rest = start_str
+                .split_once(' ')
+                .map(|(_, r)| r)
+                .unwrap_or_default();
             format!("SIP/2.0 {rest}")
         }
     };
@@ -456,7 +460,10 @@ pub(crate) fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-pub(crate) fn param<'a>(params: &'a [(String, Option<String>)], name: &str) -> Option<Option<&'a str>> {
+pub(crate) fn param<'a>(
+    params: &'a [(String, Option<String>)],
+    name: &str,
+) -> Option<Option<&'a str>> {
     params
         .iter()
         .find(|(n, _)| n == name)
@@ -526,7 +533,9 @@ pub(crate) fn via_line_is_strict(value: &str) -> bool {
             && Via::parse(item).is_some_and(|v| {
                 v.host.parse::<std::net::IpAddr>().is_ok()
                     || (!v.host.is_empty()
-                        && v.host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+                        && v.host
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
             })
     })
 }
@@ -663,7 +672,11 @@ pub(crate) fn parse_sip_uri(uri: &str) -> Option<SipUri> {
     if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
         return None;
     }
-    if rest.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c)) {
+    if rest.is_empty()
+        || rest
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c))
+    {
         return None;
     }
     let (userinfo, rest) = match rest.split_once('@') {
@@ -672,7 +685,10 @@ pub(crate) fn parse_sip_uri(uri: &str) -> Option<SipUri> {
     };
     let user = match userinfo {
         Some(u) => {
-            if !u.chars().all(|c| is_unreserved(c) || "%&=+$,;?/:".contains(c)) {
+            if !u
+                .chars()
+                .all(|c| is_unreserved(c) || "%&=+$,;?/:".contains(c))
+            {
                 return None;
             }
             let user = u.split_once(':').map_or(u, |(user, _)| user);
@@ -690,7 +706,10 @@ pub(crate) fn parse_sip_uri(uri: &str) -> Option<SipUri> {
     let (host, port) = split_host_port(hostport)?;
     let ip: Option<std::net::IpAddr> = host.parse().ok();
     if ip.is_none()
-        && (host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        && (host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
     {
         return None;
     }
@@ -716,7 +735,9 @@ pub(crate) fn parse_sip_uri(uri: &str) -> Option<SipUri> {
 fn request_uri_acceptable(uri: &str) -> bool {
     match uri_scheme(uri).as_deref() {
         Some("sip" | "sips") => parse_sip_uri(uri).is_some(),
-        Some(_) => !uri.chars().any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c)),
+        Some(_) => !uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c)),
         None => false,
     }
 }
@@ -780,7 +801,10 @@ mod tests {
     fn commas_inside_quotes_and_brackets_do_not_split() {
         assert_eq!(
             split_commas(r#""a, b" <sip:x@y;p=1,2>, <sip:z>"#),
-            vec![r#""a, b" <sip:x@y;p=1,2>"#.to_string(), "<sip:z>".to_string()]
+            vec![
+                r#""a, b" <sip:x@y;p=1,2>"#.to_string(),
+                "<sip:z>".to_string()
+            ]
         );
     }
 

@@ -138,7 +138,8 @@ const STATIC_PTS: &[(u8, &str, u32)] = &[
 
 /// Parses the first audio m= line of an SDP body (RFC 4566 §5.14).
 pub fn parse_sdp(bytes: &[u8]) -> Result<RemoteMedia, SdpError> {
-    let sd = sdp::SessionDescription::unmarshal(&mut Cursor::new(bytes)).map_err(SdpError::Syntax)?;
+    let sd =
+        sdp::SessionDescription::unmarshal(&mut Cursor::new(bytes)).map_err(SdpError::Syntax)?;
     let media = sd
         .media_descriptions
         .iter()
@@ -279,7 +280,12 @@ fn telephone_event_lines(out: &mut String, pt: u8) {
 pub fn build_answer(local: &LocalMedia, negotiated: &Negotiated) -> Vec<u8> {
     let mut out = String::with_capacity(256);
     session_header(&mut out, local);
-    let _ = write!(out, "m=audio {} RTP/AVP {}", local.addr.port(), negotiated.pt);
+    let _ = write!(
+        out,
+        "m=audio {} RTP/AVP {}",
+        local.addr.port(),
+        negotiated.pt
+    );
     if let Some(te) = negotiated.telephone_event_pt {
         let _ = write!(out, " {te}");
     }
@@ -294,7 +300,11 @@ pub fn build_answer(local: &LocalMedia, negotiated: &Negotiated) -> Vec<u8> {
     if let Some(te) = negotiated.telephone_event_pt {
         telephone_event_lines(&mut out, te);
     }
-    let _ = write!(out, "a=ptime:20\r\na={}\r\n", negotiated.local_direction.as_attr());
+    let _ = write!(
+        out,
+        "a=ptime:20\r\na={}\r\n",
+        negotiated.local_direction.as_attr()
+    );
     out.into_bytes()
 }
 

@@ -1,4 +1,5 @@
 //! RFC 4475 torture messages through the parser and the endpoint.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::path::Path;
@@ -145,7 +146,11 @@ fn endpoint_answers_or_counts_every_torture_message() {
         }
         for t in &sent {
             // Every response parses back and carries a Content-Length.
-            assert!(check_syntax(&t.payload).is_ok(), "{file}: bad response {}", text(t));
+            assert!(
+                check_syntax(&t.payload).is_ok(),
+                "{file}: bad response {}",
+                text(t)
+            );
             assert!(header(&text(t), "Content-Length").is_some(), "{file}");
         }
     }
@@ -156,14 +161,20 @@ fn bad_extension_lists_unsupported_option_tags() {
     let data = std::fs::read(Path::new(DIR).join("bext01.dat")).unwrap();
     let (_, sent, _) = outcome(&data);
     let unsupported = header(&text(&sent[0]), "Unsupported").unwrap();
-    assert_eq!(unsupported, "nothingSupportsThis, nothingSupportsThisEither");
+    assert_eq!(
+        unsupported,
+        "nothingSupportsThis, nothingSupportsThisEither"
+    );
 }
 
 #[test]
 fn unknown_content_type_is_415_with_accept() {
     let data = std::fs::read(Path::new(DIR).join("invut.dat")).unwrap();
     let (_, sent, _) = outcome(&data);
-    assert_eq!(header(&text(&sent[0]), "Accept").unwrap(), "application/sdp");
+    assert_eq!(
+        header(&text(&sent[0]), "Accept").unwrap(),
+        "application/sdp"
+    );
 }
 
 #[test]

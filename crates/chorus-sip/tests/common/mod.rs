@@ -38,14 +38,12 @@ pub fn status(t: &Transmit) -> Option<u16> {
 
 /// First value of header `name` in a message.
 pub fn header(msg: &str, name: &str) -> Option<String> {
-    msg.split("\r\n\r\n")
-        .next()?
-        .lines()
-        .skip(1)
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
+    msg.split("\r\n\r\n").next()?.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }
 
 pub fn headers(msg: &str, name: &str) -> Vec<String> {
@@ -56,13 +54,17 @@ pub fn headers(msg: &str, name: &str) -> Vec<String> {
         .skip(1)
         .filter_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
         .collect()
 }
 
 pub fn body(msg: &str) -> String {
-    msg.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    msg.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 /// The tag parameter of a From/To value.
@@ -74,6 +76,7 @@ pub fn tag(value: &str) -> Option<String> {
 
 pub const SDP_OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n";
 
+#[allow(clippy::too_many_arguments)]
 /// Builds a request. `extra` lines are inserted before Content-Length.
 pub fn request(
     method: &str,
@@ -90,18 +93,13 @@ pub fn request(
         Some(t) => format!("<sip:room42@192.0.2.1>;tag={t}"),
         None => "<sip:room42@192.0.2.1>".to_string(),
     };
-    let cseq_method = if method == "ACK" || method == "CANCEL" {
-        method
-    } else {
-        method
-    };
     let ct = if body.is_empty() {
         String::new()
     } else {
         "Content-Type: application/sdp\r\n".to_string()
     };
     format!(
-        "{method} {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@192.0.2.10>;tag={from_tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {cseq_method}\r\nContact: <sip:alice@192.0.2.10:5060>\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
+        "{method} {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@192.0.2.10>;tag={from_tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:alice@192.0.2.10:5060>\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
