@@ -18,7 +18,10 @@ const MAX_GAP: Duration = Duration::from_millis(200);
 fn torture_messages() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475"));
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!("RFC 4475 torture messages missing at {}: {e}", dir.display())
+        panic!(
+            "RFC 4475 torture messages missing at {}: {e}",
+            dir.display()
+        )
     });
     let mut messages: Vec<(String, Vec<u8>)> = entries
         .filter_map(Result::ok)
@@ -26,7 +29,13 @@ fn torture_messages() -> Vec<(String, Vec<u8>)> {
         .filter(|p| p.extension().is_some_and(|x| x == "dat"))
         .map(|p| {
             let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (p.file_name().unwrap_or_default().to_string_lossy().into_owned(), bytes)
+            (
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                bytes,
+            )
         })
         .collect();
     messages.sort();
@@ -112,7 +121,10 @@ fn garbage_and_torture_messages_do_not_disturb_a_live_call() {
     //    on bad framing, so write errors are expected and ignored.
     let tcp_junk: Vec<Vec<u8>> = vec![
         (0..65_536).map(|_| rng.gen()).collect(),
-        torture.iter().flat_map(|(_, m)| m.iter().copied()).collect(),
+        torture
+            .iter()
+            .flat_map(|(_, m)| m.iter().copied())
+            .collect(),
         invite[..invite.len() / 2].to_vec(),
         b"INVITE sip:x@127.0.0.1 SIP/2.0\r\nContent-Length: 99999999\r\n\r\nabc".to_vec(),
         b"\r\n\r\n\r\n\r\nOPTIONS\r\n\r\n".repeat(1000),
@@ -131,7 +143,11 @@ fn garbage_and_torture_messages_do_not_disturb_a_live_call() {
     std::thread::sleep(Duration::from_millis(300));
     let storm_end = std::time::Instant::now();
 
-    assert!(engine.is_alive(), "engine died during the storm: {:?}", engine.try_exit());
+    assert!(
+        engine.is_alive(),
+        "engine died during the storm: {:?}",
+        engine.try_exit()
+    );
     assert!(engine.is_ready(), "engine not ready after the storm");
     for (label, call) in [("A", &a), ("B", &b)] {
         let gap = call.media.max_gap_between(storm_start, storm_end);

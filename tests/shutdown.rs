@@ -18,7 +18,10 @@ fn sigterm_sends_bye_to_every_live_call_before_exit() {
     // The calls are really live (media flowing) before the signal.
     std::thread::sleep(Duration::from_millis(500));
     for (i, call) in calls.iter().enumerate() {
-        assert!(call.media.packet_count() > 5, "call {i} receives no RTP before SIGTERM");
+        assert!(
+            call.media.packet_count() > 5,
+            "call {i} receives no RTP before SIGTERM"
+        );
     }
 
     let signalled = Instant::now();
@@ -34,11 +37,22 @@ fn sigterm_sends_bye_to_every_live_call_before_exit() {
             panic!(
                 "call {i} ({}) got no BYE before the engine exited; it received: {:?}",
                 call.room,
-                call.ua.requests_received().iter().map(|r| &r.method).collect::<Vec<_>>()
+                call.ua
+                    .requests_received()
+                    .iter()
+                    .map(|r| &r.method)
+                    .collect::<Vec<_>>()
             )
         });
-        assert!(bye >= signalled && bye <= exited_by, "call {i}: BYE outside the shutdown");
-        assert!(call.ua.unparseable_messages().is_empty(), "{:?}", call.ua.unparseable_messages());
+        assert!(
+            bye >= signalled && bye <= exited_by,
+            "call {i}: BYE outside the shutdown"
+        );
+        assert!(
+            call.ua.unparseable_messages().is_empty(),
+            "{:?}",
+            call.ua.unparseable_messages()
+        );
     }
 }
 

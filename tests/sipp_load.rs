@@ -18,9 +18,21 @@ fn builtin_uac_200_calls(tcp: bool) {
     });
     let target = engine.sip.to_string();
     let mut args = vec![
-        "-sn", "uac", "-s", "room1", &target, "-m", "200", "-r", "20", "-l", "50",
+        "-sn",
+        "uac",
+        "-s",
+        "room1",
+        &target,
+        "-m",
+        "200",
+        "-r",
+        "20",
+        "-l",
+        "50",
         // A stuck call must fail the run, not hang it.
-        "-timeout", "60s", "-timeout_error",
+        "-timeout",
+        "60s",
+        "-timeout_error",
     ];
     if tcp {
         args.extend(["-t", "t1"]);
@@ -32,7 +44,9 @@ fn builtin_uac_200_calls(tcp: bool) {
     assert!(engine.is_alive(), "engine died under load");
     assert!(engine.is_ready(), "engine not ready after the load");
     assert!(
-        wait_until(Duration::from_secs(5), || !engine.live_rooms().contains(&"room1".to_string())),
+        wait_until(Duration::from_secs(5), || !engine
+            .live_rooms()
+            .contains(&"room1".to_string())),
         "room1 still live after every call hung up: {:?}",
         engine.live_rooms()
     );
@@ -44,7 +58,9 @@ fn assert_all_succeeded(run: &SippRun, calls: u64) {
         "SIPp did not exit 0 (0 = all calls succeeded)\n{}",
         run.report()
     );
-    let stats = run.stats.unwrap_or_else(|| panic!("no SIPp statistics\n{}", run.report()));
+    let stats = run
+        .stats
+        .unwrap_or_else(|| panic!("no SIPp statistics\n{}", run.report()));
     assert_eq!(
         (stats.successful, stats.failed),
         (calls, 0),
@@ -71,9 +87,23 @@ fn sipp_stream_scenario_is_mixed_to_a_listener() {
     let scenario = stream_scenario().display().to_string();
     let target = engine.sip.to_string();
     let mut sipp = Sipp::new(&[
-        "-sf", &scenario, "-s", "s1", &target, "-m", "2", "-l", "2", "-r", "10",
+        "-sf",
+        &scenario,
+        "-s",
+        "s1",
+        &target,
+        "-m",
+        "2",
+        "-l",
+        "2",
+        "-r",
+        "10",
         // Each call streams for 6 s, then hangs up.
-        "-d", "6000", "-timeout", "40s", "-timeout_error",
+        "-d",
+        "6000",
+        "-timeout",
+        "40s",
+        "-timeout_error",
     ]);
     sipp.deadline = Duration::from_secs(60);
     common::audio::write_ulaw_tone_file(&sipp.dir().join("tone.ulaw"), Tone::new(440.0, 0.3), 1)

@@ -111,7 +111,13 @@ fn sipp_stream_scenario_streams_the_tone_file_to_the_answerer() {
         .expect("timeout");
     let sip_addr = sip.local_addr().expect("addr");
     let media = Media::start(Source::Silence).expect("media");
-    let answer = sdp::write(media.local, 1, &[(0, "PCMU")], false, sdp::Direction::SendRecv);
+    let answer = sdp::write(
+        media.local,
+        1,
+        &[(0, "PCMU")],
+        false,
+        sdp::Direction::SendRecv,
+    );
 
     let mut sipp = Sipp::new(&[
         "-sf",
@@ -166,12 +172,23 @@ fn sipp_stream_scenario_streams_the_tone_file_to_the_answerer() {
         }
     }
     let run = running.wait();
-    assert_eq!(invite_uri.as_deref().map(|u| u.starts_with("sip:s1@")), Some(true));
+    assert_eq!(
+        invite_uri.as_deref().map(|u| u.starts_with("sip:s1@")),
+        Some(true)
+    );
     let (acked, bye) = (acked.expect("SIPp ACKed"), bye.expect("SIPp sent BYE"));
     assert!(run.status.is_some_and(|s| s.success()), "{}", run.report());
-    assert_eq!(run.stats.map(|s| (s.successful, s.failed)), Some((1, 0)), "{}", run.report());
+    assert_eq!(
+        run.stats.map(|s| (s.successful, s.failed)),
+        Some((1, 0)),
+        "{}",
+        run.report()
+    );
 
-    let window = (acked + Duration::from_millis(300), bye - Duration::from_millis(200));
+    let window = (
+        acked + Duration::from_millis(300),
+        bye - Duration::from_millis(200),
+    );
     let packets = media.packets_between(window.0, window.1);
     let expected = window.1.duration_since(window.0).as_secs_f64() * 50.0;
     assert!(
@@ -179,7 +196,9 @@ fn sipp_stream_scenario_streams_the_tone_file_to_the_answerer() {
         "{} packets, expected about {expected:.0}",
         packets.len()
     );
-    assert!(packets.iter().all(|p| p.payload_type == 0 && p.samples.len() == 160));
+    assert!(packets
+        .iter()
+        .all(|p| p.payload_type == 0 && p.samples.len() == 160));
     Expectation::new(&[440.0], &[1000.0])
         .check(&media.audio_between(window.0, window.1))
         .expect("SIPp streams the 440 Hz file");

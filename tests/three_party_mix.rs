@@ -19,7 +19,12 @@ fn each_member_hears_the_others_and_not_itself() {
     let b = Call::dial(engine.sip, "trio", Source::tone(1000.0));
     let c = Call::dial(engine.sip, "trio", Source::Silence);
     for call in [&a, &b, &c] {
-        assert_eq!(call.remote_sdp.first_codec(), Some(0), "PCMU answered: {:?}", call.remote_sdp);
+        assert_eq!(
+            call.remote_sdp.first_codec(),
+            Some(0),
+            "PCMU answered: {:?}",
+            call.remote_sdp
+        );
     }
     let window = steady_window(SETTLE, WINDOW);
     // N-1: a member's own tone must be absent (20 dB below what it hears from the others).
@@ -41,16 +46,34 @@ fn answer_follows_the_callers_codec_preference_and_keeps_telephone_event() {
             .expect("INVITE transaction completes")
             .unwrap_or_else(|r| panic!("offer {codecs:?} rejected:\n{r}"));
         let answer = &call.remote_sdp;
-        assert_eq!(answer.first_codec(), Some(preferred), "offer {codecs:?}, answer {answer:?}");
+        assert_eq!(
+            answer.first_codec(),
+            Some(preferred),
+            "offer {codecs:?}, answer {answer:?}"
+        );
         assert!(
-            answer.payloads.iter().all(|pt| [0, 8].contains(pt) || Some(*pt) == answer.telephone_event()),
+            answer
+                .payloads
+                .iter()
+                .all(|pt| [0, 8].contains(pt) || Some(*pt) == answer.telephone_event()),
             "only offered payload types may be answered: {answer:?}"
         );
-        assert!(answer.telephone_event().is_some(), "telephone-event was offered: {answer:?}");
+        assert!(
+            answer.telephone_event().is_some(),
+            "telephone-event was offered: {answer:?}"
+        );
         assert!(answer.ptime.is_none_or(|p| p == 20), "ptime 20: {answer:?}");
-        assert_eq!(answer.addr, std::net::Ipv4Addr::LOCALHOST, "answer c= on loopback");
+        assert_eq!(
+            answer.addr,
+            std::net::Ipv4Addr::LOCALHOST,
+            "answer c= on loopback"
+        );
         let range = engine.rtp_range.0..=engine.rtp_range.1;
-        assert!(range.contains(&answer.port), "RTP port {} outside {range:?}", answer.port);
+        assert!(
+            range.contains(&answer.port),
+            "RTP port {} outside {range:?}",
+            answer.port
+        );
         assert_eq!(call.hangup().expect("BYE answered"), 200);
     }
 }
@@ -70,7 +93,13 @@ fn members_of_different_rooms_do_not_hear_each_other() {
     assert_hears("red listener", &red_listener, window, &[440.0], &[1000.0]);
     // The talkers are alone in their rooms apart from silence: they must hear no tone at all.
     assert_hears("red talker", &red_talker, window, &[], &[440.0, 1000.0]);
-    assert_hears("blue talker (alone)", &blue_talker, window, &[], &[440.0, 1000.0]);
+    assert_hears(
+        "blue talker (alone)",
+        &blue_talker,
+        window,
+        &[],
+        &[440.0, 1000.0],
+    );
 }
 
 #[test]
@@ -80,12 +109,17 @@ fn room_disappears_when_last_member_leaves_and_can_be_recreated() {
     let mut b = Call::dial(engine.sip, "phoenix", Source::Silence);
     let window = steady_window(SETTLE, Duration::from_secs(1));
     assert_hears("B, first instance", &b, window, &[440.0], &[]);
-    assert!(engine.live_rooms().contains(&"phoenix".to_string()), "room listed while live");
+    assert!(
+        engine.live_rooms().contains(&"phoenix".to_string()),
+        "room listed while live"
+    );
 
     assert_eq!(a.hangup().expect("BYE answered"), 200);
     assert_eq!(b.hangup().expect("BYE answered"), 200);
     assert!(
-        wait_until(Duration::from_secs(3), || !engine.live_rooms().contains(&"phoenix".to_string())),
+        wait_until(Duration::from_secs(3), || !engine
+            .live_rooms()
+            .contains(&"phoenix".to_string())),
         "room still listed after its last member left: {:?}",
         engine.live_rooms()
     );
@@ -112,7 +146,10 @@ fn late_offer_invite_gets_offer_and_audio_flows() {
         .expect("INVITE transaction completes")
         .unwrap_or_else(|r| panic!("INVITE without SDP rejected:\n{r}"));
     let offer = &late.remote_sdp;
-    assert!(offer.payloads.contains(&0), "the engine's offer includes PCMU: {offer:?}");
+    assert!(
+        offer.payloads.contains(&0),
+        "the engine's offer includes PCMU: {offer:?}"
+    );
     assert!(
         header(&late.invite_response.headers, "Content-Type")
             .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp")),
@@ -138,7 +175,13 @@ fn no_common_codec_is_rejected_with_488() {
     // The rejection leaves nothing behind: a normal call still works.
     let _talker = Call::dial(engine.sip, "codecless", Source::tone(440.0));
     let listener = Call::dial(engine.sip, "codecless", Source::Silence);
-    assert_hears("listener", &listener, steady_window(SETTLE, Duration::from_secs(1)), &[440.0], &[]);
+    assert_hears(
+        "listener",
+        &listener,
+        steady_window(SETTLE, Duration::from_secs(1)),
+        &[440.0],
+        &[],
+    );
 }
 
 #[test]
@@ -146,12 +189,24 @@ fn hold_reinvite_is_answered_recvonly_and_unhold_restores_audio() {
     let engine = Engine::start(&[]);
     let mut a = Call::dial(engine.sip, "hold", Source::tone(440.0));
     let b = Call::dial(engine.sip, "hold", Source::tone(1000.0));
-    assert_hears("A before hold", &a, steady_window(SETTLE, Duration::from_secs(1)), &[1000.0], &[440.0]);
+    assert_hears(
+        "A before hold",
+        &a,
+        steady_window(SETTLE, Duration::from_secs(1)),
+        &[1000.0],
+        &[440.0],
+    );
 
-    let (response, sdp) = a.reinvite(Direction::SendOnly).expect("hold re-INVITE completes");
+    let (response, sdp) = a
+        .reinvite(Direction::SendOnly)
+        .expect("hold re-INVITE completes");
     assert_eq!(response.status_code.code(), 200, "{response}");
     let sdp = sdp.unwrap_or_else(|| panic!("200 to re-INVITE without SDP:\n{response}"));
-    assert_eq!(sdp.direction, Direction::RecvOnly, "RFC 3264 §6.1: sendonly → recvonly");
+    assert_eq!(
+        sdp.direction,
+        Direction::RecvOnly,
+        "RFC 3264 §6.1: sendonly → recvonly"
+    );
     // Having answered recvonly, the engine must not send media to A (RFC 3264 §6.1). It gets
     // a moment to stop before the window opens.
     let (from, to) = steady_window(Duration::from_millis(150), Duration::from_secs(1));
@@ -160,11 +215,19 @@ fn hold_reinvite_is_answered_recvonly_and_unhold_restores_audio() {
     // A still talks (sendonly), so B keeps hearing it.
     assert_hears("B while A is on hold", &b, (from, to), &[440.0], &[1000.0]);
 
-    let (response, sdp) = a.reinvite(Direction::SendRecv).expect("unhold re-INVITE completes");
+    let (response, sdp) = a
+        .reinvite(Direction::SendRecv)
+        .expect("unhold re-INVITE completes");
     assert_eq!(response.status_code.code(), 200, "{response}");
     let sdp = sdp.unwrap_or_else(|| panic!("200 to re-INVITE without SDP:\n{response}"));
     assert_eq!(sdp.direction, Direction::SendRecv);
-    assert_hears("A after unhold", &a, steady_window(SETTLE, Duration::from_secs(1)), &[1000.0], &[440.0]);
+    assert_hears(
+        "A after unhold",
+        &a,
+        steady_window(SETTLE, Duration::from_secs(1)),
+        &[1000.0],
+        &[440.0],
+    );
 }
 
 #[test]
@@ -173,9 +236,17 @@ fn options_is_answered_with_allow_over_udp_and_tcp() {
     for transport in [Transport::Udp, Transport::Tcp] {
         let ua = Ua::new(engine.sip, transport).expect("user agent");
         let response = ua
-            .request("OPTIONS", "anyroom", &["Accept: application/sdp".to_string()])
+            .request(
+                "OPTIONS",
+                "anyroom",
+                &["Accept: application/sdp".to_string()],
+            )
             .unwrap_or_else(|e| panic!("OPTIONS over {transport:?}: {e:#}"));
-        assert_eq!(response.status_code.code(), 200, "{transport:?}: {response}");
+        assert_eq!(
+            response.status_code.code(),
+            200,
+            "{transport:?}: {response}"
+        );
         let allow = header(&response.headers, "Allow")
             .unwrap_or_else(|| panic!("{transport:?}: no Allow in\n{response}"))
             .to_ascii_uppercase();

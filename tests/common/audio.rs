@@ -171,9 +171,16 @@ impl<'a> Expectation<'a> {
     }
 
     pub fn check(&self, samples: &[i16]) -> Result<(), String> {
-        let heard: Vec<(f64, f64)> = self.hear.iter().map(|&f| (f, level_db(samples, f))).collect();
-        let unwanted: Vec<(f64, f64)> =
-            self.not_hear.iter().map(|&f| (f, level_db(samples, f))).collect();
+        let heard: Vec<(f64, f64)> = self
+            .hear
+            .iter()
+            .map(|&f| (f, level_db(samples, f)))
+            .collect();
+        let unwanted: Vec<(f64, f64)> = self
+            .not_hear
+            .iter()
+            .map(|&f| (f, level_db(samples, f)))
+            .collect();
         let describe = || {
             let fmt = |v: &[(f64, f64)]| {
                 v.iter()
@@ -246,7 +253,11 @@ pub mod selftest {
                 "x={x} decoded to {y}, error {err} > {bound}"
             );
             // Re-coding a decoded value is lossless (the two zero code words both decode to 0).
-            assert_eq!(ulaw_decode(ulaw_encode(y)), y, "re-coding is stable for {x}");
+            assert_eq!(
+                ulaw_decode(ulaw_encode(y)),
+                y,
+                "re-coding is stable for {x}"
+            );
         }
     }
 
@@ -309,7 +320,10 @@ pub mod selftest {
             .map(|s| ulaw_decode(ulaw_encode(s)))
             .collect();
         let db = level_db(&samples, 1000.0);
-        assert!((db - (-10.46)).abs() < 0.3, "1000 Hz through µ-law reads {db:.2}");
+        assert!(
+            (db - (-10.46)).abs() < 0.3,
+            "1000 Hz through µ-law reads {db:.2}"
+        );
         Expectation::new(&[1000.0], &[440.0])
             .check(&samples)
             .expect("µ-law noise stays far below the tone");

@@ -224,7 +224,8 @@ impl Media {
     }
 
     pub fn sources(&self) -> Vec<SocketAddr> {
-        let mut from: Vec<SocketAddr> = lock(&self.shared.received).iter().map(|p| p.from).collect();
+        let mut from: Vec<SocketAddr> =
+            lock(&self.shared.received).iter().map(|p| p.from).collect();
         from.sort();
         from.dedup();
         from
@@ -324,7 +325,10 @@ pub mod selftest {
         write_rtp(&mut buf, true, 0, 65535, 0xDEAD_BEEF, 42, &[1, 2, 3]);
         let h = RtpHeader::parse(&buf).expect("our packet parses");
         assert!(h.marker);
-        assert_eq!((h.payload_type, h.seq, h.timestamp, h.ssrc), (0, 65535, 0xDEAD_BEEF, 42));
+        assert_eq!(
+            (h.payload_type, h.seq, h.timestamp, h.ssrc),
+            (0, 65535, 0xDEAD_BEEF, 42)
+        );
         assert_eq!(&buf[h.payload_offset..h.payload_end], &[1, 2, 3]);
         assert!(RtpHeader::parse(&buf[..11]).is_none(), "short");
         assert!(RtpHeader::parse(&[0x40; 20]).is_none(), "version 1");
@@ -354,6 +358,10 @@ pub mod selftest {
         crate::common::Expectation::new(&[1000.0], &[440.0])
             .check(&a.audio_between(t0, t1))
             .expect("a hears b");
-        assert_eq!(a.sources(), vec![b.local], "symmetric RTP: b sends from its own port");
+        assert_eq!(
+            a.sources(),
+            vec![b.local],
+            "symmetric RTP: b sends from its own port"
+        );
     }
 }

@@ -74,10 +74,8 @@ impl TempDir {
     pub fn new(label: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "chorus-test-{label}-{}-{n}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("chorus-test-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("temp dir must be creatable");
         Self { path }
@@ -137,7 +135,8 @@ pub fn rtp_port_range(count: u16) -> (u16, u16) {
         }
         let start = RTP_AREA.0 + offset;
         offset += count;
-        let all_free = (start..start + count).all(|p| UdpSocket::bind((LOCALHOST, p as u16)).is_ok());
+        let all_free =
+            (start..start + count).all(|p| UdpSocket::bind((LOCALHOST, p as u16)).is_ok());
         if all_free {
             *cursor = Some(offset);
             return (start as u16, (start + count - 1) as u16);
@@ -148,7 +147,11 @@ pub fn rtp_port_range(count: u16) -> (u16, u16) {
 
 /// Minimal HTTP/1.1 GET over a fresh connection; returns (status, body). The engine's HTTP
 /// side is tested elsewhere; here it only tells readiness and lists rooms.
-pub fn http_get(addr: SocketAddr, path: &str, auth_basic: Option<&str>) -> std::io::Result<(u16, String)> {
+pub fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    auth_basic: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -179,7 +182,11 @@ fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -403,7 +410,11 @@ impl Drop for Engine {
 pub fn parse_json_string_array(body: &str, key: &str) -> Option<Vec<String>> {
     let at = body.find(&format!("\"{key}\""))?;
     let rest = &body[at + key.len() + 2..];
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('[')?;
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('[')?;
     let mut items = Vec::new();
     let mut chars = rest.chars();
     loop {
@@ -453,14 +464,20 @@ pub mod selftest {
 
     pub fn json_string_array_is_extracted() {
         assert_eq!(
-            parse_json_string_array(r#"{"api_id":"x","conferences":["a b","c\"d"]}"#, "conferences"),
+            parse_json_string_array(
+                r#"{"api_id":"x","conferences":["a b","c\"d"]}"#,
+                "conferences"
+            ),
             Some(vec!["a b".to_string(), "c\"d".to_string()])
         );
         assert_eq!(
             parse_json_string_array(r#"{"conferences": [ ]}"#, "conferences"),
             Some(vec![])
         );
-        assert_eq!(parse_json_string_array(r#"{"error":"x"}"#, "conferences"), None);
+        assert_eq!(
+            parse_json_string_array(r#"{"error":"x"}"#, "conferences"),
+            None
+        );
     }
 
     pub fn rtp_ranges_are_even_disjoint_and_below_the_ephemeral_ports() {
@@ -499,7 +516,10 @@ pub fn assert_hears(
     let (from, to) = window;
     let expected = to.duration_since(from).as_secs_f64() * 50.0;
     let packets = call.media.packets_between(from, to);
-    let pcmu = packets.iter().filter(|p| p.payload_type == media::PCMU).count();
+    let pcmu = packets
+        .iter()
+        .filter(|p| p.payload_type == media::PCMU)
+        .count();
     assert!(
         pcmu as f64 >= 0.8 * expected,
         "{label}: {pcmu} PCMU packets ({} in all) in {:?}, expected about {expected:.0}",

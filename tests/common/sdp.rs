@@ -198,7 +198,10 @@ pub mod selftest {
             Direction::SendOnly,
         );
         let parsed = AudioSdp::parse(&ours).expect("our own SDP parses");
-        assert_eq!(parsed.rtp_addr(), "127.0.0.1:30000".parse().expect("literal"));
+        assert_eq!(
+            parsed.rtp_addr(),
+            "127.0.0.1:30000".parse().expect("literal")
+        );
         assert_eq!(parsed.payloads, vec![0, 8, 101]);
         assert_eq!(parsed.first_codec(), Some(0));
         assert_eq!(parsed.telephone_event(), Some(101));
@@ -209,9 +212,20 @@ pub mod selftest {
                      a=recvonly\r\nm=audio 4000 RTP/AVP 101 8\r\nc=IN IP4 127.0.0.2\r\n\
                      a=rtpmap:101 telephone-event/8000\r\nm=video 5000 RTP/AVP 96\r\na=sendonly\r\n";
         let parsed = AudioSdp::parse(other).expect("parses");
-        assert_eq!(parsed.rtp_addr(), "127.0.0.2:4000".parse().expect("literal"));
-        assert_eq!(parsed.first_codec(), Some(8), "telephone-event is not a codec");
-        assert_eq!(parsed.direction, Direction::RecvOnly, "session level applies, video ignored");
+        assert_eq!(
+            parsed.rtp_addr(),
+            "127.0.0.2:4000".parse().expect("literal")
+        );
+        assert_eq!(
+            parsed.first_codec(),
+            Some(8),
+            "telephone-event is not a codec"
+        );
+        assert_eq!(
+            parsed.direction,
+            Direction::RecvOnly,
+            "session level applies, video ignored"
+        );
         assert!(AudioSdp::parse("v=0\r\n").is_err());
     }
 }

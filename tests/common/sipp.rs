@@ -37,7 +37,7 @@ impl SippStats {
     pub fn parse(csv: &str) -> Option<SippStats> {
         let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
         let header: Vec<&str> = lines.next()?.split(';').collect();
-        let last: Vec<&str> = lines.last()?.split(';').collect();
+        let last: Vec<&str> = lines.next_back()?.split(';').collect();
         let column = |name: &str| -> Option<u64> {
             let i = header.iter().position(|h| h.trim() == name)?;
             last.get(i)?.trim().parse().ok()
@@ -65,7 +65,9 @@ impl SippRun {
     pub fn report(&self) -> String {
         let tail = |s: &str, n: usize| {
             let start = s.len().saturating_sub(n);
-            let start = (start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
+            let start = (start..s.len())
+                .find(|&i| s.is_char_boundary(i))
+                .unwrap_or(s.len());
             s[start..].to_string()
         };
         format!(
@@ -176,7 +178,8 @@ impl RunningSipp {
                 None => std::thread::sleep(Duration::from_millis(50)),
             }
         };
-        let read = |name: &str| std::fs::read_to_string(self.sipp.dir().join(name)).unwrap_or_default();
+        let read =
+            |name: &str| std::fs::read_to_string(self.sipp.dir().join(name)).unwrap_or_default();
         let stats = SippStats::parse(&read("stat.csv"));
         SippRun {
             status,

@@ -54,8 +54,13 @@ pub struct ReceivedRequest {
 }
 
 enum Conn {
-    Udp { socket: UdpSocket, server: SocketAddr },
-    Tcp { stream: Mutex<TcpStream> },
+    Udp {
+        socket: UdpSocket,
+        server: SocketAddr,
+    },
+    Tcp {
+        stream: Mutex<TcpStream>,
+    },
 }
 
 impl Conn {
@@ -262,7 +267,10 @@ impl Ua {
             } else {
                 deadline
             };
-            match self.responses.recv_timeout(wake.saturating_duration_since(now)) {
+            match self
+                .responses
+                .recv_timeout(wake.saturating_duration_since(now))
+            {
                 Ok(response) => {
                     if top_via_branch(&response.headers).as_deref() != Some(branch) {
                         continue; // a late retransmission from an earlier transaction
@@ -280,7 +288,11 @@ impl Ua {
                         && now >= next_retransmit
                     {
                         let _ = self.conn.send(request.as_bytes());
-                        interval = if is_invite { interval * 2 } else { (interval * 2).min(T2) };
+                        interval = if is_invite {
+                            interval * 2
+                        } else {
+                            (interval * 2).min(T2)
+                        };
                         next_retransmit = now + interval;
                     }
                 }
@@ -290,7 +302,12 @@ impl Ua {
     }
 
     /// An out-of-dialog request (OPTIONS and the like) to `sip:{user}@server`.
-    pub fn request(&self, method: &str, user: &str, extra: &[String]) -> anyhow::Result<rsip::Response> {
+    pub fn request(
+        &self,
+        method: &str,
+        user: &str,
+        extra: &[String],
+    ) -> anyhow::Result<rsip::Response> {
         let branch = Self::new_branch();
         let uri = format!("sip:{user}@{}", self.server);
         let msg = self.format_request(
@@ -386,7 +403,12 @@ pub fn response_to(
     let mut msg = format!("SIP/2.0 {status}\r\n");
     for h in request.headers.iter() {
         let line = h.to_string();
-        let name = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match name.as_str() {
             "to" | "t" => {
                 msg.push_str(&line);
@@ -509,7 +531,10 @@ fn tcp_reader(
 /// Length of the first complete message in a stream buffer (RFC 3261 §18.3: framing by
 /// Content-Length), or None if more bytes are needed. Leading CRLFs count as a frame.
 pub fn stream_frame_len(buf: &[u8]) -> Option<usize> {
-    let leading = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let leading = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     if leading > 0 {
         return Some(leading);
     }
@@ -616,7 +641,15 @@ impl Call {
         if code >= 300 {
             // RFC 3261 §17.1.1.3: the ACK for a non-2xx is part of the INVITE transaction.
             let ack = ua.format_request(
-                "ACK", &request_uri, &branch, &local_from, &to, &call_id, 1, &[], None,
+                "ACK",
+                &request_uri,
+                &branch,
+                &local_from,
+                &to,
+                &call_id,
+                1,
+                &[],
+                None,
             );
             ua.send_raw(ack.as_bytes())?;
             return Ok(Err(response));
@@ -633,7 +666,13 @@ impl Call {
             {
                 bail!("the engine's offer lacks PCMU: {remote_sdp:?}");
             }
-            Some(sdp::write(media.local, 1, &[(0, "PCMU")], false, Direction::SendRecv))
+            Some(sdp::write(
+                media.local,
+                1,
+                &[(0, "PCMU")],
+                false,
+                Direction::SendRecv,
+            ))
         } else {
             None
         };
@@ -663,7 +702,11 @@ impl Call {
             remote_target,
             cseq: 1,
             sdp_version: 1,
-            codecs: if late_offer { vec![(0, "PCMU")] } else { options.codecs },
+            codecs: if late_offer {
+                vec![(0, "PCMU")]
+            } else {
+                options.codecs
+            },
             telephone_event: options.telephone_event,
             ended: false,
         }))
@@ -786,17 +829,29 @@ pub mod selftest {
             Content-Length: 0\r\n\r\n";
         let response = rsip::Response::try_from(text).expect("valid response parses");
         assert_eq!(response.status_code.code(), 200);
-        assert_eq!(top_via_branch(&response.headers).as_deref(), Some("z9hG4bKabc"));
+        assert_eq!(
+            top_via_branch(&response.headers).as_deref(),
+            Some("z9hG4bKabc")
+        );
         assert_eq!(header_values(&response.headers, "via").len(), 2);
         let to = header(&response.headers, "To").expect("To");
         assert_eq!(param(&to, "tag").as_deref(), Some("222"));
-        assert_eq!(param(&to, "transport"), None, "URI parameters are not header parameters");
-        assert_eq!(header(&response.headers, "call-id").as_deref(), Some("xyz@host"));
+        assert_eq!(
+            param(&to, "transport"),
+            None,
+            "URI parameters are not header parameters"
+        );
+        assert_eq!(
+            header(&response.headers, "call-id").as_deref(),
+            Some("xyz@host")
+        );
         assert_eq!(
             uri_of(&header(&response.headers, "Contact").expect("Contact")),
             "sip:chorus@127.0.0.1:5060"
         );
-        assert!(header(&response.headers, "Allow").expect("Allow").contains("BYE"));
+        assert!(header(&response.headers, "Allow")
+            .expect("Allow")
+            .contains("BYE"));
     }
 
     pub fn bye_from_the_engine_is_answered_with_matching_headers() {
@@ -812,11 +867,18 @@ pub mod selftest {
         let response = response_to(&request, "200 OK", Some("ignored"), None);
         let parsed = rsip::Response::try_from(response.as_str()).expect("our response parses");
         assert_eq!(parsed.status_code.code(), 200);
-        assert_eq!(top_via_branch(&parsed.headers).as_deref(), Some("z9hG4bKbye"));
+        assert_eq!(
+            top_via_branch(&parsed.headers).as_deref(),
+            Some("z9hG4bKbye")
+        );
         assert_eq!(header(&parsed.headers, "CSeq").as_deref(), Some("7 BYE"));
         assert!(header(&parsed.headers, "Max-Forwards").is_none());
         let to = header(&parsed.headers, "To").expect("To");
-        assert_eq!(param(&to, "tag").as_deref(), Some("111"), "an existing To tag is kept");
+        assert_eq!(
+            param(&to, "tag").as_deref(),
+            Some("111"),
+            "an existing To tag is kept"
+        );
     }
 
     pub fn our_requests_parse_and_frame() {
@@ -838,7 +900,11 @@ pub mod selftest {
         assert_eq!(request.body, b"v=0\r\n");
         assert_eq!(top_via_branch(&request.headers), Some(branch));
         let two = format!("\r\n\r\n{msg}{msg}");
-        assert_eq!(stream_frame_len(two.as_bytes()), Some(4), "keep-alive CRLFs first");
+        assert_eq!(
+            stream_frame_len(two.as_bytes()),
+            Some(4),
+            "keep-alive CRLFs first"
+        );
         assert_eq!(stream_frame_len(&two.as_bytes()[4..]), Some(msg.len()));
         assert_eq!(stream_frame_len(&msg.as_bytes()[..msg.len() - 1]), None);
     }
