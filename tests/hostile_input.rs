@@ -29,6 +29,7 @@ fn torture_messages() -> Vec<(String, Vec<u8>)> {
         .filter(|p| p.extension().is_some_and(|x| x == "dat"))
         .map(|p| {
             let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let bytes = keep_on_loopback(bytes);
             (
                 p.file_name()
                     .unwrap_or_default()
@@ -46,6 +47,25 @@ fn torture_messages() -> Vec<(String, Vec<u8>)> {
         messages.len()
     );
     messages
+}
+
+/// The torture messages name documentation addresses (192.0.2.0/24 and one public address)
+/// in SDP, Via and Contact. The engine answers the INVITEs among them and would send RTP and
+/// in-dialog requests there; tests may only send to this machine, so those addresses are
+/// mapped into 127.0.0.0/8 with the same lengths (Content-Length stays exact).
+fn keep_on_loopback(mut bytes: Vec<u8>) -> Vec<u8> {
+    for (from, to) in [
+        (&b"192.0.2."[..], &b"127.0.2."[..]),
+        (&b"135.180.130.133"[..], &b"127.180.130.133"[..]),
+    ] {
+        let mut i = 0;
+        while let Some(pos) = bytes[i..].windows(from.len()).position(|w| w == from) {
+            let at = i + pos;
+            bytes[at..at + from.len()].copy_from_slice(to);
+            i = at + from.len();
+        }
+    }
+    bytes
 }
 
 /// A well-formed INVITE with SDP from `from` into room `room`, to be mangled.

@@ -46,7 +46,7 @@ use sip_driver::{CallEvent, CallSpawner, SipCommand, SipDriver};
 pub(crate) struct Shared {
     config: EngineConfig,
     ports: PortPool,
-    rooms: Rooms,
+    rooms: Arc<Rooms>,
     mixer: MixerHandle,
     sip: mpsc::UnboundedSender<SipCommand>,
     active_calls: AtomicUsize,
@@ -105,13 +105,14 @@ impl Engine {
         if config.accounts.is_empty() {
             return Err(EngineError::NoAccounts);
         }
-        let udp = UdpSocket::bind(config.sip_listen)
-            .await
-            .map_err(|source| EngineError::BindSip {
-                transport: "UDP",
-                addr: config.sip_listen,
-                source,
-            })?;
+        let udp =
+            UdpSocket::bind(config.sip_listen)
+                .await
+                .map_err(|source| EngineError::BindSip {
+                    transport: "UDP",
+                    addr: config.sip_listen,
+                    source,
+                })?;
         let sip_addr = udp.local_addr().map_err(|source| EngineError::BindSip {
             transport: "UDP",
             addr: config.sip_listen,
@@ -143,7 +144,7 @@ impl Engine {
         let (sip_tx, sip_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             ports: PortPool::new(config.rtp_bind_ip, low, high),
-            rooms: Rooms::default(),
+            rooms: Arc::new(Rooms::default()),
             mixer: mixer.handle(),
             sip: sip_tx,
             active_calls: AtomicUsize::new(0),
@@ -187,8 +188,9 @@ impl Engine {
         self.shared.active_calls.load(Ordering::Acquire)
     }
 
-    pub fn rooms(&self) -> &Rooms {
-        &self.shared.rooms
+    /// The live-room registry (shared: the REST layer reads it).
+    pub fn rooms(&self) -> Arc<Rooms> {
+        self.shared.rooms.clone()
     }
 
     pub fn mixer(&self) -> &MixerHandle {
@@ -209,7 +211,10 @@ impl Engine {
                 break;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                warn!(left = self.active_calls(), "calls still up at the hangup timeout");
+                warn!(
+                    left = self.active_calls(),
+                    "calls still up at the hangup timeout"
+                );
                 break;
             }
         }

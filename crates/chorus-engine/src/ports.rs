@@ -67,6 +67,9 @@ mod tests {
         assert_eq!(ports, [base, base + 2, base + 4]);
         assert!(pool.allocate().is_none(), "range exhausted");
         drop(b);
-        assert_eq!(pool.allocate().unwrap().local_addr().unwrap().port(), base + 2);
+        assert_eq!(
+            pool.allocate().unwrap().local_addr().unwrap().port(),
+            base + 2
+        );
     }
 }

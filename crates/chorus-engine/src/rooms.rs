@@ -48,11 +48,21 @@ impl Rooms {
                 entry.members = entry.members.saturating_sub(1);
             }
         }
-        self.rooms.remove_if(key, |_, e| e.id == id && e.members == 0);
+        self.rooms
+            .remove_if(key, |_, e| e.id == id && e.members == 0);
     }
 
     pub fn get(&self, key: &RoomKey) -> Option<RoomEntry> {
         self.rooms.get(key).map(|e| e.clone())
+    }
+
+    /// Names of an account's live rooms.
+    pub fn names(&self, account: &str) -> Vec<String> {
+        self.rooms
+            .iter()
+            .filter(|e| e.key().account == account)
+            .map(|e| e.key().name.clone())
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -142,7 +142,11 @@ impl<S: CallSpawner> SipDriver<S> {
         while let Some(transmit) = self.endpoint.poll_transmit() {
             match transmit.peer.transport {
                 Transport::Udp => {
-                    if let Err(e) = self.udp.send_to(&transmit.payload, transmit.peer.addr).await {
+                    if let Err(e) = self
+                        .udp
+                        .send_to(&transmit.payload, transmit.peer.addr)
+                        .await
+                    {
                         debug!(error = %e, to = %transmit.peer.addr, "SIP UDP send failed");
                     }
                 }
@@ -228,7 +232,11 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    if events.send(TcpEvent::Opened { conn, writer: tx }).await.is_err() {
+    if events
+        .send(TcpEvent::Opened { conn, writer: tx })
+        .await
+        .is_err()
+    {
         return;
     }
     let write = tokio::spawn(async move {
@@ -249,7 +257,11 @@ async fn serve_connection(
         loop {
             match framer.next_message() {
                 Ok(Some(data)) => {
-                    if events.send(TcpEvent::Message { conn, addr, data }).await.is_err() {
+                    if events
+                        .send(TcpEvent::Message { conn, addr, data })
+                        .await
+                        .is_err()
+                    {
                         break 'read;
                     }
                 }

@@ -99,7 +99,11 @@ mod tests {
     #[test]
     fn tables_match_the_reference_encoder_for_every_sample() {
         for s in i16::MIN..=i16::MAX {
-            assert_eq!(Law::Mu.encode_sample(s), ezk_g711::mulaw::encode(s), "mu {s}");
+            assert_eq!(
+                Law::Mu.encode_sample(s),
+                ezk_g711::mulaw::encode(s),
+                "mu {s}"
+            );
             assert_eq!(Law::A.encode_sample(s), ezk_g711::alaw::encode(s), "A {s}");
         }
     }

@@ -236,7 +236,9 @@ mod tests {
 
     fn seq_of(pop: Pop<'_>) -> Option<u16> {
         match pop {
-            Pop::Packet { sequence, payload, .. } => {
+            Pop::Packet {
+                sequence, payload, ..
+            } => {
                 assert_eq!(payload, &payload_for(sequence)[..]);
                 Some(sequence)
             }

@@ -145,7 +145,10 @@ impl Leg {
             match self.jitter.pop() {
                 Pop::Packet { payload, .. } => {
                     let n = payload.len().min(FIFO - self.fifo_len);
-                    law.decode(&payload[..n], &mut self.fifo[self.fifo_len..self.fifo_len + n]);
+                    law.decode(
+                        &payload[..n],
+                        &mut self.fifo[self.fifo_len..self.fifo_len + n],
+                    );
                     self.fifo_len += n;
                     self.concealed_run = 0;
                 }

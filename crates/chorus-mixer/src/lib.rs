@@ -293,11 +293,21 @@ impl MixerHandle {
         self.send(thread, Command::AddLeg { leg })
     }
 
-    pub fn update_leg(&self, thread: usize, leg: LegId, update: LegUpdate) -> Result<(), MixerError> {
+    pub fn update_leg(
+        &self,
+        thread: usize,
+        leg: LegId,
+        update: LegUpdate,
+    ) -> Result<(), MixerError> {
         self.send(thread, Command::UpdateLeg { leg, update })
     }
 
-    pub fn set_flags(&self, thread: usize, leg: LegId, flags: MemberFlags) -> Result<(), MixerError> {
+    pub fn set_flags(
+        &self,
+        thread: usize,
+        leg: LegId,
+        flags: MemberFlags,
+    ) -> Result<(), MixerError> {
         self.send(thread, Command::SetFlags { leg, flags })
     }
 

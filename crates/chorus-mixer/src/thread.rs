@@ -104,9 +104,10 @@ impl MediaThread {
             let done = Instant::now();
             let stats = &self.stats[self.index];
             stats.ticks.fetch_add(1, Ordering::Relaxed);
-            stats
-                .busy_us_total
-                .fetch_add(done.duration_since(woke).as_micros() as u64, Ordering::Relaxed);
+            stats.busy_us_total.fetch_add(
+                done.duration_since(woke).as_micros() as u64,
+                Ordering::Relaxed,
+            );
             deadline += period;
             if done > deadline {
                 stats.overruns.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +152,11 @@ impl MediaThread {
     }
 
     fn find_leg(&mut self, id: crate::LegId) -> Option<&mut Leg> {
-        self.legs.iter_mut().flatten().find(|l| l.id == id).map(|b| &mut **b)
+        self.legs
+            .iter_mut()
+            .flatten()
+            .find(|l| l.id == id)
+            .map(|b| &mut **b)
     }
 
     fn add_leg(&mut self, leg: Box<Leg>) {

@@ -51,7 +51,10 @@ fn peer(socket: UdpSocket, leg_addr: std::net::SocketAddr, freq: Option<f64>) ->
             if let Ok(n) = rx_socket.recv(&mut buf) {
                 let packet = RtpPacket::parse(&buf[..n]).unwrap();
                 Law::Mu.decode(packet.payload, &mut pcm);
-                rx_received.lock().unwrap().extend_from_slice(&pcm[..packet.payload.len()]);
+                rx_received
+                    .lock()
+                    .unwrap()
+                    .extend_from_slice(&pcm[..packet.payload.len()]);
             }
         }
     });
@@ -151,10 +154,19 @@ fn each_member_hears_the_others_and_not_itself() {
     let c = room.peers[2].window();
     assert!(a.len() >= 7000, "A received {} samples in 1 s", a.len());
     assert!(level_db(&a, 1000.0) > -20.0, "A hears B");
-    assert!(level_db(&a, 440.0) < level_db(&a, 1000.0) - 20.0, "A does not hear itself");
+    assert!(
+        level_db(&a, 440.0) < level_db(&a, 1000.0) - 20.0,
+        "A does not hear itself"
+    );
     assert!(level_db(&b, 440.0) > -20.0, "B hears A");
-    assert!(level_db(&b, 1000.0) < level_db(&b, 440.0) - 20.0, "B does not hear itself");
-    assert!(level_db(&c, 440.0) > -20.0 && level_db(&c, 1000.0) > -20.0, "C hears both");
+    assert!(
+        level_db(&b, 1000.0) < level_db(&b, 440.0) - 20.0,
+        "B does not hear itself"
+    );
+    assert!(
+        level_db(&c, 440.0) > -20.0 && level_db(&c, 1000.0) > -20.0,
+        "C hears both"
+    );
     let stats = room.mixer.handle().stats(0).unwrap();
     assert_eq!(stats.rooms, 1);
     assert_eq!(stats.legs, 3);
@@ -166,10 +178,24 @@ fn muted_member_is_not_heard_and_deaf_member_hears_nothing() {
     let room = room(&[Some(440.0), Some(1000.0), None]);
     let handle = room.mixer.handle();
     handle
-        .set_flags(0, LegId(0), MemberFlags { muted: true, deaf: false })
+        .set_flags(
+            0,
+            LegId(0),
+            MemberFlags {
+                muted: true,
+                deaf: false,
+            },
+        )
         .unwrap();
     handle
-        .set_flags(0, LegId(1), MemberFlags { muted: false, deaf: true })
+        .set_flags(
+            0,
+            LegId(1),
+            MemberFlags {
+                muted: false,
+                deaf: true,
+            },
+        )
         .unwrap();
     thread::sleep(Duration::from_millis(200));
     let a = room.peers[0].window();
@@ -179,7 +205,10 @@ fn muted_member_is_not_heard_and_deaf_member_hears_nothing() {
     assert!(level_db(&c, 1000.0) > -20.0, "deaf B is still heard by C");
     assert!(level_db(&a, 1000.0) > -20.0, "muted A still hears B");
     assert!(b.len() >= 7000, "deaf B still receives a stream");
-    assert!(level_db(&b, 440.0) < -50.0 && level_db(&b, 1000.0) < -50.0, "deaf B hears nothing");
+    assert!(
+        level_db(&b, 440.0) < -50.0 && level_db(&b, 1000.0) < -50.0,
+        "deaf B hears nothing"
+    );
     room.stop();
 }
 

@@ -112,8 +112,14 @@ pub fn parse_port_range(text: &str) -> anyhow::Result<(u16, u16)> {
     let (low, high) = text
         .split_once('-')
         .with_context(|| format!("port range {text:?} is not LOW-HIGH"))?;
-    let low: u16 = low.trim().parse().with_context(|| format!("bad low port in {text:?}"))?;
-    let high: u16 = high.trim().parse().with_context(|| format!("bad high port in {text:?}"))?;
+    let low: u16 = low
+        .trim()
+        .parse()
+        .with_context(|| format!("bad low port in {text:?}"))?;
+    let high: u16 = high
+        .trim()
+        .parse()
+        .with_context(|| format!("bad high port in {text:?}"))?;
     if low == 0 || high <= low {
         bail!("port range {text:?} must be 1..=65535 with LOW < HIGH");
     }
@@ -225,7 +231,12 @@ mod tests {
             ..Overrides::default()
         };
         let settings = resolve(file, overrides).unwrap();
-        let ids: Vec<_> = settings.engine.accounts.iter().map(|a| a.auth_id.as_str()).collect();
+        let ids: Vec<_> = settings
+            .engine
+            .accounts
+            .iter()
+            .map(|a| a.auth_id.as_str())
+            .collect();
         assert_eq!(ids, ["MA_X", "MA_Y"]);
         assert_eq!(settings.engine.accounts[0].auth_token, "tok:en");
         assert_eq!(settings.engine.sip_listen.port(), 5999);
@@ -243,7 +254,10 @@ mod tests {
 
     #[test]
     fn wildcard_listen_requires_an_advertised_address() {
-        let file = parse_file("[sip]\nlisten = \"0.0.0.0:5060\"\n[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n").unwrap();
+        let file = parse_file(
+            "[sip]\nlisten = \"0.0.0.0:5060\"\n[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n",
+        )
+        .unwrap();
         assert!(resolve(file, Overrides::default()).is_err());
     }
 

@@ -52,8 +52,9 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let text = match &cli.config {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
         None => config::DEFAULT_CONFIG.to_owned(),
     };
     let file = config::parse_file(&text).context("parsing the configuration")?;
@@ -82,8 +83,28 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(settings.http_listen)
         .await
         .with_context(|| format!("binding HTTP on {}", settings.http_listen))?;
+    let accounts = chorus_api::Accounts::new(
+        settings
+            .engine
+            .accounts
+            .iter()
+            .map(|a| chorus_api::Credential {
+                auth_id: a.auth_id.clone(),
+                auth_token: a.auth_token.clone(),
+            })
+            .collect(),
+    );
+    let engine = chorus_engine::Engine::start(settings.engine)
+        .await
+        .context("starting the engine")?;
+    readiness.set_ready("sip");
+    readiness.set_ready("rtp");
     let (http_stop_tx, http_stop) = tokio::sync::oneshot::channel::<()>();
-    let app = chorus_api::router(readiness.clone());
+    let app = chorus_api::router(chorus_api::ApiState::new(
+        readiness.clone(),
+        accounts,
+        Directory(engine.rooms()),
+    ));
     let server = tokio::spawn(async move {
         axum::serve(http, app)
             .with_graceful_shutdown(async {
@@ -92,11 +113,6 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
             .await
     });
     readiness.set_ready("http");
-    let engine = chorus_engine::Engine::start(settings.engine)
-        .await
-        .context("starting the engine")?;
-    readiness.set_ready("sip");
-    readiness.set_ready("rtp");
     info!(sip = %engine.sip_addr(), http = %settings.http_listen, "chorus ready");
 
     wait_for_signal().await?;
@@ -110,6 +126,15 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     }
     info!("chorus stopped");
     Ok(())
+}
+
+/// The REST layer's view of the engine's rooms.
+struct Directory(std::sync::Arc<chorus_engine::Rooms>);
+
+impl chorus_api::ConferenceDirectory for Directory {
+    fn list(&self, account: &str) -> Vec<String> {
+        self.0.names(account)
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
