@@ -20,19 +20,23 @@ struct Tables {
 }
 
 static TABLES: LazyLock<Tables> = LazyLock::new(|| {
-    let mut encode = [Box::new([0u8; 1 << 14]), Box::new([0u8; 1 << 14])];
+    let mut mu = Box::new([0u8; 1 << 14]);
+    let mut a = Box::new([0u8; 1 << 14]);
     let mut decode = [[0i16; 256]; 2];
-    for index in 0..(1usize << 14) {
+    for (index, (mu, a)) in mu.iter_mut().zip(a.iter_mut()).enumerate() {
         // Lowest sample of this index: the laws only look at the bits above the two dropped.
         let sample = ((index as u16) << 2) as i16;
-        encode[0][index] = ezk_g711::mulaw::encode(sample);
-        encode[1][index] = ezk_g711::alaw::encode(sample);
+        *mu = ezk_g711::mulaw::encode(sample);
+        *a = ezk_g711::alaw::encode(sample);
     }
     for byte in 0..=255u8 {
         decode[0][byte as usize] = ezk_g711::mulaw::decode(byte);
         decode[1][byte as usize] = ezk_g711::alaw::decode(byte);
     }
-    Tables { encode, decode }
+    Tables {
+        encode: [mu, a],
+        decode,
+    }
 });
 
 impl Law {
