@@ -526,7 +526,20 @@ pub fn assert_hears(
         packets.len(),
         to.duration_since(from)
     );
-    if let Err(e) = Expectation::new(hear, not_hear).check(&call.media.audio_between(from, to)) {
+    let audio = call.media.audio_between(from, to);
+    if let Err(e) = Expectation::new(hear, not_hear).check(&audio) {
         panic!("{label} (room {}): {e}", call.room);
     }
+    // The measured figures, for reports (`--nocapture`).
+    let levels = |fs: &[f64]| {
+        fs.iter()
+            .map(|&f| format!("{f} Hz {:.1} dBFS", audio::level_db(&audio, f)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    eprintln!(
+        "{label}: {pcmu} packets; hears [{}]; not [{}]",
+        levels(hear),
+        levels(not_hear)
+    );
 }
