@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chorus_mixer::{Codec, Flow, LegId, LegSpec, LegUpdate};
+use chorus_mixer::{Codec, Encoding, Flow, LegId, LegSpec, LegUpdate};
 use chorus_sip::{
     build_answer, build_offer, negotiate, parse_sdp, CallHandle, Direction, EndReason,
     IncomingCall, LocalMedia, Negotiated,
@@ -52,11 +52,20 @@ impl Drop for ActiveCall {
 fn to_mixer_codec(n: &Negotiated) -> Codec {
     match n.codec {
         chorus_sip::Codec::Pcmu => Codec {
-            law: chorus_media::g711::Law::Mu,
+            encoding: Encoding::Pcmu,
             payload_type: n.pt,
         },
         chorus_sip::Codec::Pcma => Codec {
-            law: chorus_media::g711::Law::A,
+            encoding: Encoding::Pcma,
+            payload_type: n.pt,
+        },
+        // The peer's fmtp (RFC 7587 §6.1)
+        // says whether it wants in-band FEC and DTX from our encoder.
+        chorus_sip::Codec::Opus => Codec {
+            encoding: Encoding::Opus {
+                fec: n.opus.is_some_and(|o| o.inband_fec),
+                dtx: n.opus.is_some_and(|o| o.dtx),
+            },
             payload_type: n.pt,
         },
     }
@@ -116,7 +125,11 @@ async fn run(
         addr: SocketAddr::new(shared.config.advertise_ip, local_port),
         session_id: rand::random::<u32>().into(),
         session_version: 1,
-        codecs: vec![chorus_sip::Codec::Pcmu, chorus_sip::Codec::Pcma],
+        codecs: vec![
+            chorus_sip::Codec::Opus,
+            chorus_sip::Codec::Pcmu,
+            chorus_sip::Codec::Pcma,
+        ],
         telephone_event: true,
     };
     // Early offer: answer it now. Late offer (RFC 3261 §13.2.1): offer everything, learn the
@@ -138,7 +151,8 @@ async fn run(
     let leg = LegId(shared.next_leg());
     let spec = LegSpec {
         id: leg,
-        socket,
+        socket: Some(socket),
+        audio_level_id: None,
         codec: negotiated.as_ref().map_or(Codec::PCMU, to_mixer_codec),
         telephone_event_pt: negotiated.as_ref().and_then(|n| n.telephone_event_pt),
         remote: negotiated.as_ref().and_then(|n| n.remote_addr),

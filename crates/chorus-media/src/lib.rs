@@ -1,5 +1,5 @@
-//! Media primitives for Chorus: RTP packets, G.711 codecs, the per-member jitter buffer and
-//! tone sources.
+//! Media primitives for Chorus: RTP packets, G.711 and Opus codecs, resampling between the
+//! codec rates, the per-member adaptive jitter buffer and tone sources.
 //!
 //! Everything here is sans-IO and clock-free: the media threads of `chorus-mixer` own the
 //! sockets and the clock and call into these types once per packet or per 20 ms tick. None of
@@ -19,16 +19,23 @@
 //! assert_eq!(packet.payload.len(), 160);
 //! ```
 //!
-//! Invariants: input from the network (RTP bytes) never panics; malformed packets are
-//! reported as [`RtpError`] so the caller can count and drop them.
+//! Invariants: input from the network (RTP bytes, Opus payloads) never panics; malformed
+//! packets are reported as [`RtpError`] or [`CodecError`] so the caller can count and drop
+//! them.
+//!
+//! `unsafe` is denied in this crate except in [`opus`], the reviewed libopus FFI boundary.
 
 pub mod error;
 pub mod g711;
 pub mod jitter;
+pub mod opus;
+pub mod resample;
 pub mod rtp;
 pub mod tone;
 
 pub use error::RtpError;
+pub use opus::{CodecError, OpusConfig, OpusDecoder, OpusEncoder};
+pub use resample::{ResampleError, Resampler};
 
 /// Samples in one 20 ms frame at 8 kHz, the narrowband room rate.
 pub const NARROWBAND_FRAME: usize = 160;

@@ -17,6 +17,8 @@ pub enum MixerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("codec setup failed: {0}")]
+    Codec(String),
     #[error("cannot spawn media thread {thread}")]
     Spawn {
         thread: usize,

@@ -1,41 +1,88 @@
-//! One call's media on a media thread: its socket, jitter buffer, decoded frame and outgoing
-//! RTP clock.
+//! One call's media on a media thread: its socket, jitter buffer, codec state, decoded frame,
+//! talk state, private output and outgoing RTP clock.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 
 use chorus_media::jitter::{JitterBuffer, Pop, Push};
+use chorus_media::resample::Resampler;
 use chorus_media::rtp::{RtpHeader, RtpPacket};
-use chorus_media::NARROWBAND_FRAME as FRAME;
 
-use crate::{Codec, Flow, LegId, LegSpec, LegStats, LegUpdate, MemberFlags, MixerConfig, RoomId};
+use crate::codec::{Decoder, Encoder, MAX_FRAME, MAX_PAYLOAD};
+use crate::talk::TalkDetector;
+use crate::{
+    Codec, Flow, LegId, LegSpec, LegStats, LegUpdate, MemberFlags, MixerConfig, MixerError,
+    Playback, RoomId,
+};
 
-/// Decoded samples waiting for playout: room for a 60 ms packet on top of a partial frame.
-const FIFO: usize = 6 * FRAME;
-/// Largest payload a leg buffers: 60 ms of G.711, or any Opus packet later.
-const MAX_PAYLOAD: usize = 1500;
-/// Consecutive frames concealed before the member is treated as silent.
+/// Consecutive frames G.711 concealment repeats (fading) before going silent.
 const MAX_CONCEALED: u32 = 4;
+/// Decoded samples waiting for playout: a 60 ms packet at 48 kHz plus a partial frame.
+const FIFO: usize = 4 * MAX_FRAME;
+
+/// How a leg's output is produced this tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// The room's shared payload for its encoding.
+    Shared,
+    /// Its own encode (it is mixed, so it must not hear itself; or it has private audio).
+    Private,
+    /// The cached silence payload (deaf, or nothing to hear).
+    Silence,
+}
+
+/// Codec state built on the control side, so a media thread never allocates it.
+pub(crate) struct CodecState {
+    pub codec: Codec,
+    pub decoder: Decoder,
+    pub encoder: Encoder,
+}
+
+impl CodecState {
+    pub fn new(codec: Codec, config: &MixerConfig) -> Result<Self, MixerError> {
+        Ok(Self {
+            codec,
+            decoder: Decoder::new(codec.encoding)?,
+            encoder: Encoder::new(codec.encoding, config.opus_complexity)?,
+        })
+    }
+}
 
 pub(crate) struct Leg {
     pub id: LegId,
     pub room: RoomId,
-    socket: UdpSocket,
+    /// `None` only for legs driven without IO (benchmarks).
+    socket: Option<UdpSocket>,
     pub codec: Codec,
+    pub decoder: Decoder,
+    pub encoder: Encoder,
     telephone_event_pt: Option<u8>,
+    audio_level_id: Option<u8>,
     pub remote: Option<SocketAddr>,
     pub flow: Flow,
     pub flags: MemberFlags,
-    jitter: JitterBuffer,
-    fifo: [i16; FIFO],
+    pub jitter: JitterBuffer,
+    /// Codec rate → room rate, present while they differ.
+    pub upsampler: Option<Resampler>,
+    /// Room rate → codec rate, for this leg's private output.
+    pub downsampler: Option<Resampler>,
+    fifo: Box<[i16; FIFO]>,
     fifo_len: usize,
-    last: [i16; FRAME],
+    last: Box<[i16; MAX_FRAME]>,
     concealed_run: u32,
-    /// This tick's decoded audio, valid when `has_audio`.
-    pub frame: [i16; FRAME],
+    /// This tick's audio at the room rate, valid when `has_audio`.
+    pub frame: Box<[i16; MAX_FRAME]>,
     pub has_audio: bool,
-    /// Whether `frame` went into this tick's room total.
-    pub in_mix: bool,
+    /// Level the sender reported in its last packet (RFC 6464), dBov.
+    pub reported_level: Option<f32>,
+    pub talk: TalkDetector,
+    /// Its audio went into this tick's room total.
+    pub contributed: bool,
+    pub output: Output,
+    pub previous_output: Output,
+    pub playback: Option<Box<Playback>>,
+    /// Index of its encoding's group in the room.
+    pub group: usize,
     ssrc: u32,
     sequence: u16,
     timestamp: u32,
@@ -44,52 +91,92 @@ pub(crate) struct Leg {
 }
 
 impl Leg {
-    pub fn new(room: RoomId, spec: LegSpec, config: &MixerConfig) -> Self {
-        Self {
+    pub fn new(room: RoomId, spec: LegSpec, config: &MixerConfig) -> Result<Self, MixerError> {
+        let state = CodecState::new(spec.codec, config)?;
+        let mut jitter =
+            JitterBuffer::new(config.jitter_capacity, MAX_PAYLOAD, config.jitter_target);
+        jitter.set_clock_rate(spec.codec.encoding.rate());
+        Ok(Self {
             id: spec.id,
             room,
             socket: spec.socket,
             codec: spec.codec,
+            decoder: state.decoder,
+            encoder: state.encoder,
             telephone_event_pt: spec.telephone_event_pt,
+            audio_level_id: spec.audio_level_id,
             remote: spec.remote,
             flow: spec.flow,
             flags: MemberFlags::default(),
-            jitter: JitterBuffer::new(config.jitter_capacity, MAX_PAYLOAD, config.jitter_target),
-            fifo: [0; FIFO],
+            jitter,
+            upsampler: None,
+            downsampler: None,
+            fifo: Box::new([0; FIFO]),
             fifo_len: 0,
-            last: [0; FRAME],
+            last: Box::new([0; MAX_FRAME]),
             concealed_run: 0,
-            frame: [0; FRAME],
+            frame: Box::new([0; MAX_FRAME]),
             has_audio: false,
-            in_mix: false,
+            reported_level: None,
+            talk: TalkDetector::new(),
+            contributed: false,
+            output: Output::Shared,
+            previous_output: Output::Shared,
+            playback: None,
+            group: 0,
             // RFC 3550 §5.1: SSRC, first sequence number and timestamp are random.
             ssrc: rand::random(),
             sequence: rand::random(),
             timestamp: rand::random(),
             sent_any: false,
             stats: LegStats::default(),
-        }
+        })
     }
 
-    pub fn update(&mut self, update: LegUpdate) {
-        if update.codec != self.codec {
-            self.jitter.reset();
-            self.fifo_len = 0;
+    /// Applies a re-negotiation. A new codec swaps in the state built on the control side and
+    /// returns the old one, to be freed off the media thread.
+    pub fn update(
+        &mut self,
+        update: LegUpdate,
+        state: Option<Box<CodecState>>,
+    ) -> Option<Box<CodecState>> {
+        let mut old = None;
+        if let Some(mut state) = state {
+            if state.codec != self.codec {
+                std::mem::swap(&mut state.decoder, &mut self.decoder);
+                std::mem::swap(&mut state.encoder, &mut self.encoder);
+                state.codec = self.codec;
+                self.codec = update.codec;
+                self.jitter.reset();
+                self.jitter.set_clock_rate(update.codec.encoding.rate());
+                self.fifo_len = 0;
+                self.playback = None;
+                old = Some(state);
+            } else {
+                old = Some(state);
+            }
         }
-        self.codec = update.codec;
+        self.codec.payload_type = update.codec.payload_type;
         self.telephone_event_pt = update.telephone_event_pt;
         if update.remote.is_some() {
             self.remote = update.remote;
         }
         self.flow = update.flow;
+        old
     }
 
     /// Reads every datagram waiting on the socket (bounded, so a flood cannot starve the
     /// tick) into the jitter buffer. Returns (packets, malformed).
-    pub fn receive(&mut self, buf: &mut [u8], budget: usize) -> (u64, u64) {
+    pub fn receive(&mut self, buf: &mut [u8], budget: usize, now_us: u64) -> (u64, u64) {
+        if self.socket.is_none() {
+            return (0, 0);
+        }
         let (mut packets, mut malformed) = (0, 0);
         for _ in 0..budget {
-            let (len, source) = match self.socket.recv_from(buf) {
+            let Some(socket) = self.socket.as_ref() else {
+                break;
+            };
+            let (len, source) = match socket.recv_from(buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here on some systems; nothing to read.
@@ -100,14 +187,17 @@ impl Leg {
                 malformed += 1;
                 continue;
             };
-            self.on_packet(&packet, source);
+            self.on_packet(&packet, source, now_us);
         }
         self.stats.packets_in += packets;
         self.stats.malformed += malformed;
         (packets, malformed)
     }
 
-    fn on_packet(&mut self, packet: &RtpPacket<'_>, source: SocketAddr) {
+    /// One parsed packet: from the socket, or injected directly (benchmarks and tests).
+    pub fn on_packet(&mut self, packet: &RtpPacket<'_>, source: SocketAddr, now_us: u64) {
+        // Arrival on the codec's RTP clock, as the jitter estimator of RFC 3550 §A.8 wants.
+        let arrival = (now_us * u64::from(self.codec.encoding.rate()) / 1_000_000) as u32;
         if packet.payload_type == self.codec.payload_type {
             // Symmetric RTP (RFC 4961): answer to where the peer's media comes from, which is
             // what gets through NATs and what SIPp expects.
@@ -117,13 +207,20 @@ impl Leg {
             if !self.flow.receive {
                 return;
             }
-            if self.jitter.push(
+            if let (Some(id), Some((profile, ext))) = (self.audio_level_id, packet.extension) {
+                if let Some(level) = audio_level(profile, ext, id) {
+                    self.reported_level = Some(level);
+                }
+            }
+            let pushed = self.jitter.push_at(
+                arrival,
+                packet.marker,
                 packet.ssrc,
                 packet.sequence,
                 packet.timestamp,
                 packet.payload,
-            ) == Push::Oversize
-            {
+            );
+            if pushed == Push::Oversize {
                 self.stats.malformed += 1;
             }
         } else if Some(packet.payload_type) == self.telephone_event_pt {
@@ -133,59 +230,112 @@ impl Leg {
         }
     }
 
-    /// Produces this tick's frame from the jitter buffer, concealing a lost packet by
-    /// repeating the last frame with a fade (G.711 has no decoder PLC of its own).
-    pub fn decode(&mut self) {
+    /// Produces this tick's frame at the room rate. `skip` drops the audio undecoded (a quiet
+    /// listener whose reported level says there is nothing to hear). `scratch` holds a frame
+    /// at the codec rate. Returns the number of decoder runs.
+    pub fn decode(&mut self, room_rate: u32, skip: bool, scratch: &mut [i16; MAX_FRAME]) -> u64 {
         self.has_audio = false;
         if !self.flow.receive {
-            return;
+            return 0;
         }
-        let law = self.codec.law;
-        while self.fifo_len < FRAME {
+        let codec_frame = self.codec.encoding.frame_samples();
+        let mut decodes = 0;
+        while self.fifo_len < codec_frame {
+            let room = FIFO - self.fifo_len;
+            let out = &mut self.fifo[self.fifo_len..];
             match self.jitter.pop() {
                 Pop::Packet { payload, .. } => {
-                    let n = payload.len().min(FIFO - self.fifo_len);
-                    law.decode(
-                        &payload[..n],
-                        &mut self.fifo[self.fifo_len..self.fifo_len + n],
-                    );
+                    if skip {
+                        // Keep the buffer moving without paying for the decode.
+                        out[..codec_frame].fill(0);
+                        self.fifo_len += codec_frame.min(room);
+                        continue;
+                    }
+                    decodes += 1;
+                    let n = self.decoder.decode(payload, out, false);
+                    if n == 0 {
+                        self.stats.malformed += 1;
+                        continue;
+                    }
                     self.fifo_len += n;
                     self.concealed_run = 0;
                 }
                 Pop::Lost => {
                     self.concealed_run += 1;
                     self.stats.concealed_frames += 1;
+                    if skip {
+                        out[..codec_frame].fill(0);
+                        self.fifo_len += codec_frame.min(room);
+                        continue;
+                    }
+                    // RFC 6716 §4.4 / libopus: the decoder's own PLC (or, when the next packet
+                    // carries in-band FEC, that) beats anything we could do.
+                    let fec = match (self.codec.encoding, self.jitter.peek()) {
+                        (crate::Encoding::Opus { .. }, Some(next)) => {
+                            decodes += 1;
+                            self.decoder.decode(next, out, true)
+                        }
+                        _ => 0,
+                    };
+                    if fec > 0 {
+                        self.stats.fec_recovered += 1;
+                        self.fifo_len += fec;
+                        continue;
+                    }
+                    if let Some(n) = self.decoder.conceal(out) {
+                        decodes += 1;
+                        self.fifo_len += n;
+                        continue;
+                    }
+                    // G.711: repeat the last frame, fading out over MAX_CONCEALED frames.
                     let gain = MAX_CONCEALED.saturating_sub(self.concealed_run) as i32;
-                    let room = (FIFO - self.fifo_len).min(FRAME);
-                    for (o, &s) in self.fifo[self.fifo_len..self.fifo_len + room]
-                        .iter_mut()
-                        .zip(&self.last)
-                    {
+                    let n = codec_frame.min(room);
+                    for (o, &s) in out[..n].iter_mut().zip(self.last.iter()) {
                         *o = (i32::from(s) * gain / MAX_CONCEALED as i32) as i16;
                     }
-                    self.fifo_len += room;
+                    self.fifo_len += n;
                 }
                 Pop::Empty => break,
             }
         }
         if self.fifo_len == 0 {
-            return;
+            return decodes;
         }
-        let take = self.fifo_len.min(FRAME);
-        self.frame[..take].copy_from_slice(&self.fifo[..take]);
-        self.frame[take..].fill(0);
+        let take = self.fifo_len.min(codec_frame);
+        scratch[..take].copy_from_slice(&self.fifo[..take]);
+        scratch[take..codec_frame].fill(0);
         self.fifo.copy_within(take..self.fifo_len, 0);
         self.fifo_len -= take;
-        self.last = self.frame;
+        self.last[..codec_frame].copy_from_slice(&scratch[..codec_frame]);
+        let room_frame = (room_rate / 50) as usize;
+        match self.upsampler.as_mut() {
+            Some(up) => {
+                if up
+                    .process(&scratch[..codec_frame], &mut self.frame[..room_frame])
+                    .is_err()
+                {
+                    return decodes;
+                }
+            }
+            None => {
+                // Same rate (the room follows its members' rates), so the lengths agree.
+                let n = room_frame.min(codec_frame);
+                self.frame[..n].copy_from_slice(&scratch[..n]);
+                self.frame[n..room_frame].fill(0);
+            }
+        }
         self.has_audio = true;
+        decodes
     }
 
-    /// Sends one frame's payload, or only advances the clock when the leg must not send.
-    /// `out` is scratch for the datagram.
-    pub fn send(&mut self, payload: Option<&[u8]>, out: &mut [u8]) -> Result<bool, ()> {
+    /// Sends one payload, or only advances the clock when the leg must not send. `out` is
+    /// scratch for the datagram.
+    pub fn send(&mut self, payload: &[u8], out: &mut [u8]) -> Result<bool, ()> {
         let timestamp = self.timestamp;
-        self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
-        let (Some(payload), Some(remote)) = (payload, self.remote) else {
+        self.timestamp = self
+            .timestamp
+            .wrapping_add(self.codec.encoding.frame_samples() as u32);
+        let Some(remote) = self.remote else {
             return Ok(false);
         };
         if !self.flow.send {
@@ -205,7 +355,11 @@ impl Leg {
         };
         self.sequence = self.sequence.wrapping_add(1);
         self.sent_any = true;
-        match self.socket.send_to(&out[..len], remote) {
+        let Some(socket) = self.socket.as_ref() else {
+            self.stats.packets_out += 1;
+            return Ok(true);
+        };
+        match socket.send_to(&out[..len], remote) {
             Ok(_) => {
                 self.stats.packets_out += 1;
                 Ok(true)
@@ -217,12 +371,51 @@ impl Leg {
         }
     }
 
+    /// Adds the next chunk of the member-targeted playback to `pcm` (at the codec rate).
+    /// Returns `Some(id)` when the playback just finished.
+    pub fn mix_playback(&mut self, pcm: &mut [i16]) -> Option<u64> {
+        let playback = self.playback.as_mut()?;
+        let done = playback.mix_into(pcm);
+        if done {
+            let id = playback.id;
+            self.playback = None;
+            return Some(id);
+        }
+        None
+    }
+
     pub fn final_stats(&self) -> LegStats {
         LegStats {
             jitter: self.jitter.stats(),
             ..self.stats
         }
     }
+}
+
+/// RFC 6464 §3 in an RFC 8285 one-byte header extension block: the level is `-level` dBov.
+fn audio_level(profile: u16, block: &[u8], id: u8) -> Option<f32> {
+    if profile != 0xBEDE {
+        return None;
+    }
+    let mut i = 0;
+    while i < block.len() {
+        let b = block[i];
+        if b == 0 {
+            i += 1;
+            continue;
+        }
+        let element = b >> 4;
+        let len = usize::from(b & 0x0f) + 1;
+        if element == 15 {
+            return None;
+        }
+        if element == id {
+            let value = *block.get(i + 1)?;
+            return Some(-f32::from(value & 0x7f));
+        }
+        i += 1 + len;
+    }
+    None
 }
 
 impl std::fmt::Debug for Leg {
@@ -233,5 +426,21 @@ impl std::fmt::Debug for Leg {
             .field("codec", &self.codec)
             .field("remote", &self.remote)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_level_is_read_from_a_one_byte_extension() {
+        // id 1, len 0 (1 byte): V=1, level 30 → -30 dBov; then padding.
+        let block = [0x10, 0x80 | 30, 0, 0];
+        assert_eq!(audio_level(0xBEDE, &block, 1), Some(-30.0));
+        assert_eq!(audio_level(0xBEDE, &block, 2), None);
+        assert_eq!(audio_level(0x1000, &block, 1), None);
+        // Truncated element: no panic.
+        assert_eq!(audio_level(0xBEDE, &[0x10], 1), None);
     }
 }

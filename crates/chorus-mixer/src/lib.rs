@@ -1,19 +1,33 @@
 //! Conference rooms mixed on dedicated media threads.
 //!
-//! A [`Mixer`] starts a fixed pool of named OS threads (`media-0`, `media-1`, …). Each thread
-//! owns a set of rooms and every leg in them, including the leg's RTP socket, and every 20 ms
-//! at an absolute deadline it: drains its command queue → reads every leg's socket until it
-//! would block, into the leg's jitter buffer → pulls one frame per leg and decodes it → sums
-//! each room in `i32` → gives each listener the total minus its own contribution, clamped
-//! once → encodes and sends. Listeners that contribute nothing share one encode per codec.
+//! A [`Mixer`] starts a fixed pool of named OS threads (`media-0`, `media-1`, …, one per core
+//! by default). Each thread owns a set of rooms and every leg in them, including the leg's
+//! RTP socket. Every 20 ms, at absolute deadlines, with rooms spread over `tick_slots` slots of
+//! the period so their packets don't leave in one burst, it runs each room:
 //!
-//! The control side (the engine) talks to the threads only through bounded queues: commands
-//! in ([`MixerHandle`]), events out ([`MixerEvent`]); neither side ever blocks on the other.
-//! Legs removed from a thread are handed back as events so their memory and socket are freed
-//! off the media thread.
+//! 1. drain the command queue; read every leg's socket until it would block, into the leg's
+//!    jitter buffer;
+//! 2. pull one frame per leg and decode it (PLC or Opus FEC for a lost one), resampled to the
+//!    room rate — 8 kHz while every member is narrowband, else the highest member rate;
+//! 3. detect talkers (frame energy, or the RFC 6464 level the sender reports, with start
+//!    hysteresis and a stop hangover) and keep the loudest `max_talkers` in the mix, so the
+//!    cost of a room is bounded whatever its size;
+//! 4. sum the mixed talkers in `i32`; every member that contributes nothing hears the whole
+//!    total, encoded **once per encoding** and sent to each of them (only RTP headers
+//!    differ); each mixed talker gets total-minus-own, clamped once, encoded privately (an
+//!    Opus talker's private encoder is first forked from the shared encoder's state, so its
+//!    peer's decoder sees one continuous stream); a silent room sends a cached silence
+//!    payload instead of encoding; member-targeted audio ([`Playback`]) is added to that
+//!    member's output only.
 //!
-//! Invariants inside a tick: no lock, no blocking IO, no logging, no allocation in the steady
-//! state (buffers are sized when a leg is added); network input is counted, never trusted.
+//! The control side (the engine) talks to the threads only through bounded lock-free queues:
+//! commands in ([`MixerHandle`]), events out ([`MixerEvent`]); neither side ever blocks on the
+//! other. Legs, codec state and playbacks are built on the control side and removed ones are
+//! handed back to be freed there.
+//!
+//! Invariants inside a tick: no lock, no blocking IO, no logging, no heap allocation in the
+//! steady state (enforced by a test with a counting allocator); network input is counted,
+//! never trusted.
 //!
 //! ```no_run
 //! use chorus_mixer::{Mixer, MixerConfig, LegSpec, LegId, RoomId, Codec};
@@ -24,21 +38,26 @@
 //! handle.add_leg(thread, RoomId(1), LegSpec::new(LegId(1), socket, Codec::PCMU)).expect("queued");
 //! ```
 
+mod codec;
 mod error;
 pub mod kernel;
 mod leg;
+mod room;
 mod stats;
+pub mod talk;
 mod thread;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chorus_media::g711::Law;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+pub use codec::{MAX_FRAME, MAX_PAYLOAD};
 pub use error::MixerError;
 pub use stats::{LegStats, ThreadStats, ThreadStatsSnapshot};
+pub use talk::TalkConfig;
 
 /// Identifies a leg (one call's media) across the engine and the media threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,22 +68,66 @@ pub struct LegId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomId(pub u64);
 
-/// The negotiated audio format of a leg: a codec and the payload type the peer uses for it.
+/// What goes on the wire, down to the parameters that change the bytes: members with equal
+/// encodings can share one encoded payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Pcmu,
+    Pcma,
+    /// Opus (RFC 7587) at 48 kHz mono; `fec` = in-band FEC the peer asked for
+    /// (`useinbandfec=1`), `dtx` = discontinuous transmission (`usedtx=1`).
+    Opus {
+        fec: bool,
+        dtx: bool,
+    },
+}
+
+impl Encoding {
+    /// The codec's sample rate (and RTP clock for G.711; Opus' RTP clock is always 48 kHz).
+    pub fn rate(self) -> u32 {
+        match self {
+            Encoding::Pcmu | Encoding::Pcma => 8000,
+            Encoding::Opus { .. } => 48_000,
+        }
+    }
+
+    /// Samples in one 20 ms frame.
+    pub fn frame_samples(self) -> usize {
+        (self.rate() / 50) as usize
+    }
+
+    pub fn law(self) -> Option<Law> {
+        match self {
+            Encoding::Pcmu => Some(Law::Mu),
+            Encoding::Pcma => Some(Law::A),
+            Encoding::Opus { .. } => None,
+        }
+    }
+}
+
+/// The negotiated audio format of a leg: an encoding and the payload type the peer uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Codec {
-    pub law: Law,
+    pub encoding: Encoding,
     pub payload_type: u8,
 }
 
 impl Codec {
     pub const PCMU: Codec = Codec {
-        law: Law::Mu,
+        encoding: Encoding::Pcmu,
         payload_type: 0,
     };
     pub const PCMA: Codec = Codec {
-        law: Law::A,
+        encoding: Encoding::Pcma,
         payload_type: 8,
     };
+
+    pub fn opus(payload_type: u8, fec: bool, dtx: bool) -> Codec {
+        Codec {
+            encoding: Encoding::Opus { fec, dtx },
+            payload_type,
+        }
+    }
 }
 
 /// Which ways media flows on a leg, from the engine's point of view (RFC 3264 §6.1).
@@ -87,9 +150,13 @@ impl Flow {
 #[derive(Debug)]
 pub struct LegSpec {
     pub id: LegId,
-    pub socket: UdpSocket,
+    /// `None` drives the leg without IO (benchmarks, tests): packets are injected and sends
+    /// are only counted.
+    pub socket: Option<UdpSocket>,
     pub codec: Codec,
     pub telephone_event_pt: Option<u8>,
+    /// RFC 6464 audio-level header extension id, when negotiated (RFC 8285 `a=extmap`).
+    pub audio_level_id: Option<u8>,
     /// Where to send until the peer's first packet shows its real address (symmetric RTP).
     pub remote: Option<SocketAddr>,
     pub flow: Flow,
@@ -98,10 +165,19 @@ pub struct LegSpec {
 impl LegSpec {
     pub fn new(id: LegId, socket: UdpSocket, codec: Codec) -> Self {
         Self {
+            socket: Some(socket),
+            ..Self::detached(id, codec)
+        }
+    }
+
+    /// A leg without a socket.
+    pub fn detached(id: LegId, codec: Codec) -> Self {
+        Self {
             id,
-            socket,
+            socket: None,
             codec,
             telephone_event_pt: None,
+            audio_level_id: None,
             remote: None,
             flow: Flow::SEND_RECV,
         }
@@ -113,7 +189,7 @@ impl LegSpec {
 pub struct LegUpdate {
     pub codec: Codec,
     pub telephone_event_pt: Option<u8>,
-    /// `None` keeps what the leg has learned; `Some` re-targets it (and forgets the latch).
+    /// `None` keeps what the leg has learned; `Some` re-targets it.
     pub remote: Option<SocketAddr>,
     pub flow: Flow,
 }
@@ -125,12 +201,88 @@ pub struct MemberFlags {
     pub deaf: bool,
 }
 
+/// Audio for one member's ears only (a prompt, TTS, a beep, a file): mono samples at the
+/// member's codec rate (`Encoding::rate`), prepared off the media thread.
+#[derive(Debug)]
+pub struct Playback {
+    pub id: u64,
+    pub rate: u32,
+    samples: Box<[i16]>,
+    position: usize,
+    /// Plays left after the current one; `None` loops until stopped.
+    loops_left: Option<u32>,
+}
+
+impl Playback {
+    /// `loops` = how many times to play (`0` = until stopped).
+    pub fn new(id: u64, rate: u32, samples: Vec<i16>, loops: u32) -> Self {
+        Self {
+            id,
+            rate,
+            samples: samples.into_boxed_slice(),
+            position: 0,
+            loops_left: (loops > 0).then(|| loops - 1),
+        }
+    }
+
+    /// Adds the next `pcm.len()` samples (saturating); true when it has finished.
+    fn mix_into(&mut self, pcm: &mut [i16]) -> bool {
+        if self.samples.is_empty() {
+            return true;
+        }
+        for out in pcm.iter_mut() {
+            if self.position >= self.samples.len() {
+                match self.loops_left {
+                    Some(0) => return true,
+                    Some(ref mut n) => *n -= 1,
+                    None => {}
+                }
+                self.position = 0;
+            }
+            *out = out.saturating_add(self.samples[self.position]);
+            self.position += 1;
+        }
+        self.position >= self.samples.len() && self.loops_left == Some(0)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Command {
-    AddLeg { leg: Box<leg::Leg> },
-    UpdateLeg { leg: LegId, update: LegUpdate },
-    SetFlags { leg: LegId, flags: MemberFlags },
-    RemoveLeg { leg: LegId },
+    AddLeg {
+        leg: Box<leg::Leg>,
+    },
+    UpdateLeg {
+        leg: LegId,
+        update: LegUpdate,
+        state: Option<Box<leg::CodecState>>,
+    },
+    SetFlags {
+        leg: LegId,
+        flags: MemberFlags,
+    },
+    RemoveLeg {
+        leg: LegId,
+    },
+    MoveLeg {
+        leg: LegId,
+        to_thread: usize,
+        to_room: RoomId,
+    },
+    Play {
+        leg: LegId,
+        playback: Box<Playback>,
+    },
+    StopPlay {
+        leg: LegId,
+    },
+}
+
+impl std::fmt::Debug for leg::CodecState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodecState")
+            .field("codec", &self.codec)
+            .finish()
+    }
 }
 
 /// What the media threads report back.
@@ -143,6 +295,22 @@ pub enum MixerEvent {
         stats: LegStats,
         resources: LegResources,
     },
+    /// A member started or stopped talking (for `floorEvent` and talker indications).
+    Talking {
+        room: RoomId,
+        leg: LegId,
+        talking: bool,
+    },
+    /// The loudest mixed talker changed.
+    Floor { room: RoomId, leg: LegId },
+    /// A member's playback ended (`interrupted`: stopped or replaced before its end).
+    PlaybackDone {
+        leg: LegId,
+        id: u64,
+        interrupted: bool,
+    },
+    /// Memory a thread no longer needs, to be freed here.
+    Dispose(Garbage),
 }
 
 /// The memory and socket of a removed leg, to be dropped by the control side.
@@ -154,16 +322,36 @@ impl std::fmt::Debug for LegResources {
     }
 }
 
+/// Anything a media thread hands back to be dropped off the media thread.
+pub struct Garbage(#[allow(dead_code)] Box<dyn Send>);
+
+impl std::fmt::Debug for Garbage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Garbage")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MixerConfig {
     /// Media threads; 0 means one per available core.
     pub threads: usize,
     pub tick: Duration,
-    /// Packets buffered before playout starts.
+    /// Rooms of a thread are spread over this many slots of the period.
+    pub tick_slots: usize,
+    /// Packets buffered before playout starts (the jitter buffer adapts from there).
     pub jitter_target: usize,
     pub jitter_capacity: usize,
     pub command_queue: usize,
     pub event_queue: usize,
+    /// Loudest talkers mixed per room.
+    pub max_talkers: usize,
+    pub talk: TalkConfig,
+    /// libopus complexity (0–10) of our encoders.
+    pub opus_complexity: i32,
+    /// `false` encodes once per member (the baseline other mixers use), for benchmarks.
+    pub shared_encoding: bool,
+    /// Capacity reserved up front for a thread's legs.
+    pub legs_per_thread_hint: usize,
 }
 
 impl Default for MixerConfig {
@@ -171,10 +359,16 @@ impl Default for MixerConfig {
         Self {
             threads: 0,
             tick: Duration::from_millis(20),
+            tick_slots: 4,
             jitter_target: 2,
             jitter_capacity: 16,
             command_queue: 4096,
             event_queue: 4096,
+            max_talkers: 4,
+            talk: TalkConfig::default(),
+            opus_complexity: 5,
+            shared_encoding: true,
+            legs_per_thread_hint: 1024,
         }
     }
 }
@@ -206,16 +400,18 @@ impl Mixer {
         let (event_tx, events) = crossbeam_channel::bounded(config.event_queue);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stats: Arc<[ThreadStats]> = (0..threads).map(|_| ThreadStats::default()).collect();
-        let mut senders = Vec::with_capacity(threads);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..threads)
+            .map(|_| crossbeam_channel::bounded(config.command_queue))
+            .unzip();
+        let senders: Arc<[Sender<Command>]> = senders.into();
         let mut joins = Vec::with_capacity(threads);
-        for index in 0..threads {
-            let (tx, rx) = crossbeam_channel::bounded(config.command_queue);
-            senders.push(tx);
+        for (index, rx) in receivers.into_iter().enumerate() {
             let worker = thread::MediaThread::new(
                 index,
                 threads,
                 config.clone(),
                 rx,
+                senders.clone(),
                 event_tx.clone(),
                 stats.clone(),
                 stop.clone(),
@@ -231,7 +427,7 @@ impl Mixer {
         }
         Ok(Self {
             handle: MixerHandle {
-                senders: senders.into(),
+                senders,
                 stats,
                 config: Arc::new(config),
             },
@@ -282,14 +478,16 @@ impl MixerHandle {
     }
 
     pub fn add_leg(&self, thread: usize, room: RoomId, spec: LegSpec) -> Result<(), MixerError> {
-        spec.socket
-            .set_nonblocking(true)
-            .map_err(|source| MixerError::Socket {
-                leg: spec.id,
-                source,
-            })?;
+        if let Some(socket) = spec.socket.as_ref() {
+            socket
+                .set_nonblocking(true)
+                .map_err(|source| MixerError::Socket {
+                    leg: spec.id,
+                    source,
+                })?;
+        }
         // Built here, on the control side, so the media thread never allocates a leg.
-        let leg = Box::new(leg::Leg::new(room, spec, &self.config));
+        let leg = Box::new(leg::Leg::new(room, spec, &self.config)?);
         self.send(thread, Command::AddLeg { leg })
     }
 
@@ -299,7 +497,10 @@ impl MixerHandle {
         leg: LegId,
         update: LegUpdate,
     ) -> Result<(), MixerError> {
-        self.send(thread, Command::UpdateLeg { leg, update })
+        // Codec state for the (possibly new) codec is built here; the thread keeps whichever
+        // it needs and hands the other back.
+        let state = Some(Box::new(leg::CodecState::new(update.codec, &self.config)?));
+        self.send(thread, Command::UpdateLeg { leg, update, state })
     }
 
     pub fn set_flags(
@@ -315,6 +516,43 @@ impl MixerHandle {
         self.send(thread, Command::RemoveLeg { leg })
     }
 
+    /// Moves a leg to another room, on the same or another media thread (handed over by
+    /// message: it misses at most one tick).
+    pub fn move_leg(
+        &self,
+        thread: usize,
+        leg: LegId,
+        to_thread: usize,
+        to_room: RoomId,
+    ) -> Result<(), MixerError> {
+        if to_thread >= self.threads() {
+            return Err(MixerError::NoSuchThread(to_thread));
+        }
+        self.send(
+            thread,
+            Command::MoveLeg {
+                leg,
+                to_thread,
+                to_room,
+            },
+        )
+    }
+
+    /// Starts audio heard by this member only, replacing any playing.
+    pub fn play(&self, thread: usize, leg: LegId, playback: Playback) -> Result<(), MixerError> {
+        self.send(
+            thread,
+            Command::Play {
+                leg,
+                playback: Box::new(playback),
+            },
+        )
+    }
+
+    pub fn stop_play(&self, thread: usize, leg: LegId) -> Result<(), MixerError> {
+        self.send(thread, Command::StopPlay { leg })
+    }
+
     pub fn stats(&self, thread: usize) -> Option<ThreadStatsSnapshot> {
         self.stats.get(thread).map(ThreadStats::snapshot)
     }
@@ -328,5 +566,82 @@ impl MixerHandle {
             TrySendError::Full(_) => MixerError::QueueFull { thread },
             TrySendError::Disconnected(_) => MixerError::ThreadGone { thread },
         })
+    }
+}
+
+/// A media thread driven by hand, without its own OS thread or clock: for benchmarks and
+/// tests that must step ticks deterministically (and count what a tick allocates).
+pub struct ManualThread {
+    thread: thread::MediaThread,
+    handle: MixerHandle,
+    events: Receiver<MixerEvent>,
+}
+
+impl ManualThread {
+    pub fn new(config: MixerConfig) -> Self {
+        Law::warm_up();
+        let (event_tx, events) = crossbeam_channel::bounded(config.event_queue);
+        let (tx, rx) = crossbeam_channel::bounded(config.command_queue);
+        let senders: Arc<[Sender<Command>]> = vec![tx].into();
+        let stats: Arc<[ThreadStats]> = vec![ThreadStats::default()].into();
+        let thread = thread::MediaThread::new(
+            0,
+            1,
+            config.clone(),
+            rx,
+            senders.clone(),
+            event_tx,
+            stats.clone(),
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+        Self {
+            thread,
+            handle: MixerHandle {
+                senders,
+                stats,
+                config: Arc::new(config),
+            },
+            events,
+        }
+    }
+
+    /// The handle that queues commands for this thread (thread index 0).
+    pub fn handle(&self) -> MixerHandle {
+        self.handle.clone()
+    }
+
+    pub fn events(&self) -> &Receiver<MixerEvent> {
+        &self.events
+    }
+
+    /// Applies queued commands.
+    pub fn apply_commands(&mut self) {
+        self.thread.drain_commands();
+    }
+
+    /// Hands `packet` (a whole RTP datagram) to a leg as if it had arrived on its socket.
+    pub fn inject(
+        &mut self,
+        leg: LegId,
+        datagram: &[u8],
+        source: SocketAddr,
+        now: Instant,
+    ) -> bool {
+        match chorus_media::rtp::RtpPacket::parse(datagram) {
+            Ok(packet) => {
+                self.thread.inject(leg, &packet, source, now);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// One whole 20 ms period: every tick slot, with socket receives and sends.
+    pub fn tick(&mut self, now: Instant) {
+        self.thread.tick_all(now);
+    }
+
+    pub fn stats(&self) -> ThreadStatsSnapshot {
+        self.handle.stats[0].snapshot()
     }
 }

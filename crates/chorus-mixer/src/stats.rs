@@ -23,6 +23,13 @@ pub struct ThreadStats {
     pub(crate) malformed: AtomicU64,
     pub(crate) send_errors: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) encodes: AtomicU64,
+    pub(crate) decodes: AtomicU64,
+    /// Opus encoders forked from a shared encoder's state.
+    pub(crate) forks: AtomicU64,
+    /// Packets sent from a cached silence payload instead of an encode.
+    pub(crate) silence_sends: AtomicU64,
+    pub(crate) codec_errors: AtomicU64,
 }
 
 /// A copy of [`ThreadStats`] at one instant.
@@ -42,6 +49,11 @@ pub struct ThreadStatsSnapshot {
     pub malformed: u64,
     pub send_errors: u64,
     pub events_dropped: u64,
+    pub encodes: u64,
+    pub decodes: u64,
+    pub forks: u64,
+    pub silence_sends: u64,
+    pub codec_errors: u64,
 }
 
 impl ThreadStats {
@@ -78,6 +90,11 @@ impl ThreadStats {
             malformed: self.malformed.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
             events_dropped: self.events_dropped.load(Relaxed),
+            encodes: self.encodes.load(Relaxed),
+            decodes: self.decodes.load(Relaxed),
+            forks: self.forks.load(Relaxed),
+            silence_sends: self.silence_sends.load(Relaxed),
+            codec_errors: self.codec_errors.load(Relaxed),
         }
     }
 }
@@ -93,5 +110,7 @@ pub struct LegStats {
     pub telephone_events: u64,
     pub send_errors: u64,
     pub concealed_frames: u64,
+    /// Lost frames rebuilt from the next packet's in-band FEC (Opus).
+    pub fec_recovered: u64,
     pub jitter: chorus_media::jitter::JitterStats,
 }

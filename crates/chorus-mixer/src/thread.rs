@@ -1,16 +1,18 @@
-//! The media thread: a loop over absolute 20 ms deadlines that runs every room it owns.
+//! The media thread: a loop over absolute deadlines that runs every room it owns once per
+//! 20 ms period, rooms spread over `tick_slots` slots so their packets don't all leave at the
+//! same instant.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chorus_media::g711::Law;
-use chorus_media::NARROWBAND_FRAME as FRAME;
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use chorus_media::rtp::RtpPacket;
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
-use crate::kernel;
 use crate::leg::Leg;
-use crate::{Command, LegResources, MixerConfig, MixerEvent, RoomId, ThreadStats};
+use crate::room::{Room, RoomNotice, Scratch};
+use crate::{Command, Garbage, LegId, LegResources, MixerConfig, MixerEvent, RoomId, ThreadStats};
 
 /// Datagrams read per leg per tick at most: a flood on one port cannot starve the others.
 const RECV_BUDGET: usize = 32;
@@ -18,43 +20,32 @@ const RECV_BUDGET: usize = 32;
 /// running the missed ticks back to back (which would burst packets at every peer).
 const MAX_CATCH_UP: u32 = 5;
 
-struct Room {
-    id: RoomId,
-    legs: Vec<usize>,
-}
-
 pub(crate) struct MediaThread {
     index: usize,
     threads: usize,
     config: MixerConfig,
     commands: Receiver<Command>,
+    peers: Arc<[Sender<Command>]>,
     events: Sender<MixerEvent>,
     stats: Arc<[ThreadStats]>,
     stop: Arc<AtomicBool>,
     legs: Vec<Option<Box<Leg>>>,
     rooms: Vec<Room>,
+    next_tick_slot: usize,
     recv_buf: Box<[u8; 2048]>,
-    send_buf: Box<[u8; 2048]>,
-    total: [i32; FRAME],
-    pcm: [i16; FRAME],
-    payload: [u8; FRAME],
-    shared: [[u8; FRAME]; 2],
-    silence: [[u8; FRAME]; 2],
-}
-
-fn law_slot(law: Law) -> usize {
-    match law {
-        Law::Mu => 0,
-        Law::A => 1,
-    }
+    scratch: Scratch,
+    /// Origin of the arrival times handed to jitter buffers.
+    started: Instant,
 }
 
 impl MediaThread {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
         threads: usize,
         config: MixerConfig,
         commands: Receiver<Command>,
+        peers: Arc<[Sender<Command>]>,
         events: Sender<MixerEvent>,
         stats: Arc<[ThreadStats]>,
         stop: Arc<AtomicBool>,
@@ -62,20 +53,18 @@ impl MediaThread {
         Self {
             index,
             threads,
-            config,
             commands,
+            peers,
             events,
             stats,
             stop,
-            legs: Vec::with_capacity(256),
-            rooms: Vec::with_capacity(64),
+            legs: Vec::with_capacity(config.legs_per_thread_hint),
+            rooms: Vec::with_capacity(config.legs_per_thread_hint / 2 + 1),
+            next_tick_slot: 0,
             recv_buf: Box::new([0; 2048]),
-            send_buf: Box::new([0; 2048]),
-            total: [0; FRAME],
-            pcm: [0; FRAME],
-            payload: [0; FRAME],
-            shared: [[0; FRAME]; 2],
-            silence: [[Law::Mu.silence(); FRAME], [Law::A.silence(); FRAME]],
+            scratch: Scratch::new(),
+            started: Instant::now(),
+            config,
         }
     }
 
@@ -84,38 +73,42 @@ impl MediaThread {
     }
 
     pub fn run(mut self) {
-        let period = self.config.tick;
-        // Threads start at staggered offsets so their sends don't all land at the same
-        // instant of the period.
-        let offset = period * self.index as u32 / self.threads.max(1) as u32;
-        let mut deadline = Instant::now() + period + offset;
+        let slots = self.config.tick_slots.max(1) as u32;
+        let step = self.config.tick / slots;
+        // Threads start at staggered offsets so their sends don't land at the same instant.
+        let offset = step * self.index as u32 / self.threads.max(1) as u32;
+        let mut deadline = Instant::now() + step + offset;
+        let mut slot = 0usize;
         while !self.stop.load(Ordering::Acquire) {
             let now = Instant::now();
             if now < deadline {
                 std::thread::sleep(deadline - now);
             }
             let woke = Instant::now();
-            let late = woke.saturating_duration_since(deadline);
-            self.stats().record_lateness(late.as_micros() as u64);
+            self.stats()
+                .record_lateness(woke.saturating_duration_since(deadline).as_micros() as u64);
             if !self.drain_commands() {
                 break;
             }
-            self.tick();
+            self.tick_slot(slot, woke);
             let done = Instant::now();
             let stats = &self.stats[self.index];
-            stats.ticks.fetch_add(1, Ordering::Relaxed);
+            if slot == 0 {
+                stats.ticks.fetch_add(1, Ordering::Relaxed);
+            }
             stats.busy_us_total.fetch_add(
                 done.duration_since(woke).as_micros() as u64,
                 Ordering::Relaxed,
             );
-            deadline += period;
+            deadline += step;
+            slot = (slot + 1) % slots as usize;
             if done > deadline {
                 stats.overruns.fetch_add(1, Ordering::Relaxed);
             }
-            if done > deadline + period * MAX_CATCH_UP {
+            if done > deadline + self.config.tick * MAX_CATCH_UP {
                 let behind = done.duration_since(deadline);
-                let skip = (behind.as_nanos() / period.as_nanos()) as u32;
-                deadline += period * skip;
+                let skip = (behind.as_nanos() / self.config.tick.as_nanos()) as u32;
+                deadline += self.config.tick * skip;
                 stats
                     .skipped_ticks
                     .fetch_add(u64::from(skip), Ordering::Relaxed);
@@ -124,7 +117,7 @@ impl MediaThread {
     }
 
     /// Applies queued commands; false when the control side is gone.
-    fn drain_commands(&mut self) -> bool {
+    pub fn drain_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
                 Ok(command) => self.apply(command),
@@ -134,29 +127,123 @@ impl MediaThread {
         }
     }
 
-    fn apply(&mut self, command: Command) {
-        match command {
-            Command::AddLeg { leg } => self.add_leg(leg),
-            Command::UpdateLeg { leg, update } => {
-                if let Some(l) = self.find_leg(leg) {
-                    l.update(update);
-                }
-            }
-            Command::SetFlags { leg, flags } => {
-                if let Some(l) = self.find_leg(leg) {
-                    l.flags = flags;
-                }
-            }
-            Command::RemoveLeg { leg } => self.remove_leg(leg),
+    fn emit(&self, event: MixerEvent) {
+        if self.events.try_send(event).is_err() {
+            // The control side is far behind; drop (and free here) rather than block.
+            self.stats().events_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn find_leg(&mut self, id: crate::LegId) -> Option<&mut Leg> {
+    fn slot_of(&self, id: LegId) -> Option<usize> {
         self.legs
-            .iter_mut()
-            .flatten()
-            .find(|l| l.id == id)
-            .map(|b| &mut **b)
+            .iter()
+            .position(|l| l.as_ref().is_some_and(|l| l.id == id))
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::AddLeg { leg } => self.add_leg(leg),
+            Command::UpdateLeg { leg, update, state } => {
+                if let Some(slot) = self.slot_of(leg) {
+                    let room = self.legs[slot].as_ref().map(|l| l.room);
+                    let old = self.legs[slot]
+                        .as_mut()
+                        .and_then(|l| l.update(update, state));
+                    if let Some(old) = old {
+                        self.emit(MixerEvent::Dispose(Garbage(Box::new(old))));
+                    }
+                    if let Some(room) = room {
+                        self.reshape(room);
+                    }
+                }
+            }
+            Command::SetFlags { leg, flags } => {
+                if let Some(slot) = self.slot_of(leg) {
+                    if let Some(l) = self.legs[slot].as_mut() {
+                        l.flags = flags;
+                    }
+                }
+            }
+            Command::Play { leg, playback } => {
+                let Some(slot) = self.slot_of(leg) else {
+                    return;
+                };
+                let Some(l) = self.legs[slot].as_mut() else {
+                    return;
+                };
+                if playback.rate != l.codec.encoding.rate() {
+                    // Prepared for another codec rate (a re-INVITE crossed it): refuse it.
+                    let id = playback.id;
+                    self.emit(MixerEvent::PlaybackDone {
+                        leg,
+                        id,
+                        interrupted: true,
+                    });
+                    self.emit(MixerEvent::Dispose(Garbage(Box::new(playback))));
+                    return;
+                }
+                if let Some(old) = l.playback.replace(playback) {
+                    let id = old.id;
+                    self.emit(MixerEvent::PlaybackDone {
+                        leg,
+                        id,
+                        interrupted: true,
+                    });
+                    self.emit(MixerEvent::Dispose(Garbage(Box::new(old))));
+                }
+            }
+            Command::StopPlay { leg } => {
+                let Some(slot) = self.slot_of(leg) else {
+                    return;
+                };
+                if let Some(old) = self.legs[slot].as_mut().and_then(|l| l.playback.take()) {
+                    let id = old.id;
+                    self.emit(MixerEvent::PlaybackDone {
+                        leg,
+                        id,
+                        interrupted: true,
+                    });
+                    self.emit(MixerEvent::Dispose(Garbage(Box::new(old))));
+                }
+            }
+            Command::RemoveLeg { leg } => {
+                if let Some(leg) = self.take_leg(leg) {
+                    let event = MixerEvent::LegRemoved {
+                        leg: leg.id,
+                        stats: leg.final_stats(),
+                        resources: LegResources(leg),
+                    };
+                    self.emit(event);
+                }
+            }
+            Command::MoveLeg {
+                leg,
+                to_thread,
+                to_room,
+            } => {
+                let Some(mut moving) = self.take_leg(leg) else {
+                    return;
+                };
+                moving.room = to_room;
+                if to_thread == self.index {
+                    self.add_leg(moving);
+                    return;
+                }
+                let Some(peer) = self.peers.get(to_thread) else {
+                    self.emit(lost(moving));
+                    return;
+                };
+                // Handed over by message: the other thread adopts the leg at its next tick.
+                match peer.try_send(Command::AddLeg { leg: moving }) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(Command::AddLeg { leg }))
+                    | Err(TrySendError::Disconnected(Command::AddLeg { leg })) => {
+                        self.emit(lost(leg));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
     }
 
     fn add_leg(&mut self, leg: Box<Leg>) {
@@ -171,47 +258,47 @@ impl MediaThread {
                 self.legs.len() - 1
             }
         };
-        match self.rooms.iter_mut().find(|r| r.id == room_id) {
-            Some(room) => room.legs.push(slot),
+        let index = match self.rooms.iter().position(|r| r.id == room_id) {
+            Some(i) => i,
             None => {
-                let mut legs = Vec::with_capacity(16);
-                legs.push(slot);
-                self.rooms.push(Room { id: room_id, legs });
+                let tick_slot = self.next_tick_slot;
+                self.next_tick_slot = (self.next_tick_slot + 1) % self.config.tick_slots.max(1);
+                self.rooms
+                    .push(Room::new(room_id, tick_slot, self.config.max_talkers));
+                self.rooms.len() - 1
             }
+        };
+        if self.rooms[index]
+            .add(slot, &mut self.legs, &self.config)
+            .is_err()
+        {
+            self.stats().codec_errors.fetch_add(1, Ordering::Relaxed);
         }
         self.publish_counts();
     }
 
-    fn remove_leg(&mut self, id: crate::LegId) {
-        let Some(slot) = self
-            .legs
-            .iter()
-            .position(|l| l.as_ref().is_some_and(|l| l.id == id))
-        else {
-            return;
-        };
-        let Some(leg) = self.legs[slot].take() else {
-            return;
-        };
+    fn reshape(&mut self, room: RoomId) {
+        if let Some(r) = self.rooms.iter_mut().find(|r| r.id == room) {
+            if r.reshape(&mut self.legs, &self.config).is_err() {
+                self.stats[self.index]
+                    .codec_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Detaches a leg from its room (the room ends with its last member, API.md §7.3).
+    fn take_leg(&mut self, id: LegId) -> Option<Box<Leg>> {
+        let slot = self.slot_of(id)?;
+        let leg = self.legs[slot].take()?;
         if let Some(r) = self.rooms.iter().position(|r| r.id == leg.room) {
-            let room = &mut self.rooms[r];
-            room.legs.retain(|&s| s != slot);
-            if room.legs.is_empty() {
-                // The room ends with its last member (API.md §7.3).
+            let _ = self.rooms[r].remove(slot, &mut self.legs, &self.config);
+            if self.rooms[r].legs.is_empty() {
                 self.rooms.swap_remove(r);
             }
         }
-        let event = MixerEvent::LegRemoved {
-            leg: leg.id,
-            stats: leg.final_stats(),
-            resources: LegResources(leg),
-        };
-        if self.events.try_send(event).is_err() {
-            // The control side is far behind; the leg is dropped here instead, which is
-            // slower but never blocks.
-            self.stats().events_dropped.fetch_add(1, Ordering::Relaxed);
-        }
         self.publish_counts();
+        Some(leg)
     }
 
     fn publish_counts(&self) {
@@ -222,62 +309,91 @@ impl MediaThread {
             .store(self.rooms.len() as u64, Ordering::Relaxed);
     }
 
-    /// One 20 ms period: receive, decode, mix, encode, send for every room of this thread.
-    fn tick(&mut self) {
+    /// Runs the rooms of one tick slot: receive, decode, mix, encode, send.
+    pub fn tick_slot(&mut self, slot: usize, now: Instant) {
+        let now_us = now.duration_since(self.started).as_micros() as u64;
         let (mut packets_in, mut malformed) = (0u64, 0u64);
-        for leg in self.legs.iter_mut().flatten() {
-            let (p, m) = leg.receive(&mut self.recv_buf[..], RECV_BUDGET);
-            packets_in += p;
-            malformed += m;
-            leg.decode();
-        }
-        let mut packets_out = 0u64;
-        let mut send_errors = 0u64;
-        for room in &self.rooms {
-            self.total.fill(0);
-            for &slot in &room.legs {
-                let Some(leg) = self.legs[slot].as_deref_mut() else {
-                    continue;
-                };
-                leg.in_mix = leg.has_audio && !leg.flags.muted;
-                if leg.in_mix {
-                    kernel::accumulate(&mut self.total, &leg.frame);
-                }
-            }
-            // Listeners that put nothing into the total all hear the same thing: encode it
-            // once per codec, lazily.
-            let mut shared_ready = [false; 2];
-            for &slot in &room.legs {
-                let Some(leg) = self.legs[slot].as_deref_mut() else {
-                    continue;
-                };
-                let law = leg.codec.law;
-                let s = law_slot(law);
-                let payload: &[u8] = if leg.flags.deaf {
-                    &self.silence[s]
-                } else if leg.in_mix {
-                    kernel::minus_own(&self.total, &leg.frame, &mut self.pcm);
-                    law.encode(&self.pcm, &mut self.payload);
-                    &self.payload
-                } else {
-                    if !shared_ready[s] {
-                        kernel::clamp_total(&self.total, &mut self.pcm);
-                        law.encode(&self.pcm, &mut self.shared[s]);
-                        shared_ready[s] = true;
-                    }
-                    &self.shared[s]
-                };
-                match leg.send(Some(payload), &mut self.send_buf[..]) {
-                    Ok(true) => packets_out += 1,
-                    Ok(false) => {}
-                    Err(()) => send_errors += 1,
-                }
-            }
-        }
+        let mut totals = crate::room::TickCounts::default();
+        let events = &self.events;
         let stats = &self.stats[self.index];
+        for room in self.rooms.iter_mut().filter(|r| r.tick_slot == slot) {
+            for &s in &room.legs {
+                if let Some(leg) = self.legs[s].as_deref_mut() {
+                    let (p, m) = leg.receive(&mut self.recv_buf[..], RECV_BUDGET, now_us);
+                    packets_in += p;
+                    malformed += m;
+                }
+            }
+            let room_id = room.id;
+            let counts = room.tick(
+                &mut self.legs,
+                &self.config,
+                &mut self.scratch,
+                &mut |notice| {
+                    let event = match notice {
+                        RoomNotice::Talking { leg, talking } => MixerEvent::Talking {
+                            room: room_id,
+                            leg,
+                            talking,
+                        },
+                        RoomNotice::Floor { leg } => MixerEvent::Floor { room: room_id, leg },
+                        RoomNotice::PlaybackDone { leg, id } => MixerEvent::PlaybackDone {
+                            leg,
+                            id,
+                            interrupted: false,
+                        },
+                    };
+                    if events.try_send(event).is_err() {
+                        stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            );
+            totals.encodes += counts.encodes;
+            totals.decodes += counts.decodes;
+            totals.forks += counts.forks;
+            totals.silence_sends += counts.silence_sends;
+            totals.packets_out += counts.packets_out;
+            totals.send_errors += counts.send_errors;
+        }
         stats.packets_in.fetch_add(packets_in, Ordering::Relaxed);
-        stats.packets_out.fetch_add(packets_out, Ordering::Relaxed);
         stats.malformed.fetch_add(malformed, Ordering::Relaxed);
-        stats.send_errors.fetch_add(send_errors, Ordering::Relaxed);
+        stats
+            .packets_out
+            .fetch_add(totals.packets_out, Ordering::Relaxed);
+        stats
+            .send_errors
+            .fetch_add(totals.send_errors, Ordering::Relaxed);
+        stats.encodes.fetch_add(totals.encodes, Ordering::Relaxed);
+        stats.decodes.fetch_add(totals.decodes, Ordering::Relaxed);
+        stats.forks.fetch_add(totals.forks, Ordering::Relaxed);
+        stats
+            .silence_sends
+            .fetch_add(totals.silence_sends, Ordering::Relaxed);
+    }
+
+    /// Every slot once: one whole 20 ms period (manual driving in tests and benchmarks).
+    pub fn tick_all(&mut self, now: Instant) {
+        for slot in 0..self.config.tick_slots.max(1) {
+            self.tick_slot(slot, now);
+        }
+        self.stats().ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hands a packet straight to a leg, as if it had arrived on its socket.
+    pub fn inject(&mut self, leg: LegId, packet: &RtpPacket<'_>, source: SocketAddr, now: Instant) {
+        let now_us = now.duration_since(self.started).as_micros() as u64;
+        if let Some(slot) = self.slot_of(leg) {
+            if let Some(l) = self.legs[slot].as_deref_mut() {
+                l.on_packet(packet, source, now_us);
+            }
+        }
+    }
+}
+
+fn lost(leg: Box<Leg>) -> MixerEvent {
+    MixerEvent::LegRemoved {
+        leg: leg.id,
+        stats: leg.final_stats(),
+        resources: LegResources(leg),
     }
 }

@@ -70,7 +70,7 @@ pub use error::{Error, ParseError, SdpError};
 pub use message::normalize;
 pub use sdp_offer_answer::{
     build_answer, build_offer, negotiate, parse_sdp, Codec, Direction, LocalMedia, Negotiated,
-    RemoteMedia,
+    OpusParams, RemoteMedia, OFFER_OPUS_PT,
 };
 pub use transport::{ConnectionId, Peer, StreamFramer, Transmit, Transport};
 

@@ -2,6 +2,10 @@
 //!
 //! Parsing goes through the webrtc-rs `sdp` crate; answers and offers are
 //! written as text because we emit a fixed, minimal shape.
+//!
+//! Codecs: G.711 µ-law and A-law at their static payload types (RFC 3551 §6) and
+//! Opus at a dynamic one (RFC 7587 §7: `opus/48000/2` whatever the channel count
+//! actually sent; we always send mono, which every Opus receiver decodes).
 
 use std::fmt::Write as _;
 use std::io::Cursor;
@@ -14,28 +18,49 @@ use crate::error::SdpError;
 pub enum Codec {
     Pcmu,
     Pcma,
+    /// Opus (RFC 6716) over RTP per RFC 7587.
+    Opus,
 }
 
+/// Dynamic payload type we offer for Opus (RFC 3551 §3: 96–127 are dynamic; 111 is
+/// what most WebRTC stacks and softphones use, so answers tend to keep it).
+pub const OFFER_OPUS_PT: u8 = 111;
+
 impl Codec {
-    /// The static payload type (RFC 3551 §6).
+    /// The payload type we offer: the static one for G.711 (RFC 3551 §6), the
+    /// dynamic [`OFFER_OPUS_PT`] for Opus, which has no static number.
     pub fn static_pt(self) -> u8 {
         match self {
             Codec::Pcmu => 0,
             Codec::Pcma => 8,
+            Codec::Opus => OFFER_OPUS_PT,
         }
     }
 
-    /// The rtpmap encoding name (RFC 3551 §6).
+    /// The rtpmap encoding name (RFC 3551 §6, RFC 7587 §7).
     pub fn encoding_name(self) -> &'static str {
         match self {
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
+            Codec::Opus => "opus",
         }
     }
 
+    /// The RTP clock rate; Opus always uses 48 kHz whatever it encodes
+    /// (RFC 7587 §4.1).
     pub fn clock_rate(self) -> u32 {
         match self {
             Codec::Pcmu | Codec::Pcma => 8000,
+            Codec::Opus => 48_000,
+        }
+    }
+
+    /// The rtpmap text after the payload type: Opus always declares two channels
+    /// (RFC 7587 §7), whatever it sends.
+    fn rtpmap(self) -> String {
+        match self {
+            Codec::Opus => format!("{}/{}/2", self.encoding_name(), self.clock_rate()),
+            _ => format!("{}/{}", self.encoding_name(), self.clock_rate()),
         }
     }
 
@@ -94,10 +119,57 @@ pub struct RemoteMedia {
     /// payload types are named without an rtpmap (RFC 3551 §6).
     pub formats: Vec<(u8, String, u32)>,
     pub telephone_event_pt: Option<u8>,
+    /// Every `a=fmtp:<pt> <parameters>` of the stream (RFC 4566 §6), in order.
+    pub fmtp: Vec<(u8, String)>,
     pub direction: Direction,
     pub ptime: Option<u32>,
     pub session_id: u64,
     pub session_version: u64,
+}
+
+impl RemoteMedia {
+    /// The format parameters given for payload type `pt`, if any.
+    pub fn fmtp_for(&self, pt: u8) -> Option<&str> {
+        self.fmtp
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, params)| params.as_str())
+    }
+}
+
+/// What the remote side asked of the Opus stream we send it (RFC 7587 §6.1: these
+/// are receiver preferences of whoever wrote the SDP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpusParams {
+    /// `useinbandfec=1`: it can use in-band FEC, so our encoder should send it.
+    pub inband_fec: bool,
+    /// `usedtx=1`: it prefers discontinuous transmission.
+    pub dtx: bool,
+    /// `maxplaybackrate`: the highest audio rate worth sending it, in Hz.
+    pub max_playback_rate: Option<u32>,
+}
+
+impl OpusParams {
+    /// Parses an Opus fmtp parameter list (`key=value` separated by `;`, RFC 7587
+    /// §6.1). Unknown keys and malformed values are ignored: the defaults apply.
+    /// `stereo` and `sprop-stereo` are read past on purpose: we send mono, which
+    /// every Opus receiver must decode.
+    pub fn parse(params: &str) -> OpusParams {
+        let mut out = OpusParams::default();
+        for param in params.split(';') {
+            let Some((key, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim().to_ascii_lowercase().as_str() {
+                "useinbandfec" => out.inband_fec = value == "1",
+                "usedtx" => out.dtx = value == "1",
+                "maxplaybackrate" => out.max_playback_rate = value.parse().ok(),
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 /// What we can offer or answer.
@@ -125,6 +197,8 @@ pub struct Negotiated {
     pub local_direction: Direction,
     /// Always 20 ms for us.
     pub ptime: u32,
+    /// The remote side's Opus parameters; `None` unless `codec` is Opus.
+    pub opus: Option<OpusParams>,
 }
 
 const STATIC_PTS: &[(u8, &str, u32)] = &[
@@ -217,11 +291,22 @@ pub fn parse_sdp(bytes: &[u8]) -> Result<RemoteMedia, SdpError> {
         .chain(sd.attributes.iter())
         .find(|a| a.key == "ptime")
         .and_then(|a| a.value.as_deref()?.trim().parse().ok());
+    let fmtp = media
+        .attributes
+        .iter()
+        .filter(|a| a.key == "fmtp")
+        .filter_map(|a| {
+            let v = a.value.as_deref()?.trim();
+            let (pt, params) = v.split_once(char::is_whitespace).unwrap_or((v, ""));
+            Some((pt.parse::<u8>().ok()?, params.trim().to_string()))
+        })
+        .collect();
     Ok(RemoteMedia {
         addr,
         rtp_port,
         formats,
         telephone_event_pt,
+        fmtp,
         direction,
         ptime,
         session_id: sd.origin.session_id,
@@ -252,6 +337,12 @@ pub fn negotiate(remote: &RemoteMedia, local: &LocalMedia) -> Result<Negotiated,
         remote_direction: remote.direction,
         local_direction: remote.direction.answer(),
         ptime: 20,
+        opus: (codec == Codec::Opus).then(|| {
+            remote
+                .fmtp_for(pt)
+                .map(OpusParams::parse)
+                .unwrap_or_default()
+        }),
     })
 }
 
@@ -292,11 +383,21 @@ pub fn build_answer(local: &LocalMedia, negotiated: &Negotiated) -> Vec<u8> {
     out.push_str("\r\n");
     let _ = write!(
         out,
-        "a=rtpmap:{} {}/{}\r\n",
+        "a=rtpmap:{} {}\r\n",
         negotiated.pt,
-        negotiated.codec.encoding_name(),
-        negotiated.codec.clock_rate()
+        negotiated.codec.rtpmap()
     );
+    if negotiated.codec == Codec::Opus {
+        // We can always decode in-band FEC, so ask for it (RFC 7587 §6.1); DTX only
+        // when the peer asked for it, mirroring its preference.
+        let dtx = negotiated.opus.is_some_and(|o| o.dtx);
+        let _ = write!(
+            out,
+            "a=fmtp:{} useinbandfec=1{}\r\n",
+            negotiated.pt,
+            if dtx { "; usedtx=1" } else { "" }
+        );
+    }
     if let Some(te) = negotiated.telephone_event_pt {
         telephone_event_lines(&mut out, te);
     }
@@ -312,7 +413,9 @@ pub fn build_answer(local: &LocalMedia, negotiated: &Negotiated) -> Vec<u8> {
 pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
 
 /// An offer for late-offer INVITEs and re-INVITEs without SDP: every local
-/// codec at its static PT, telephone-event 101, ptime 20, sendrecv.
+/// codec in our preference order at [`Codec::static_pt`] (Opus at
+/// [`OFFER_OPUS_PT`] asking for in-band FEC), telephone-event 101, ptime 20,
+/// sendrecv.
 pub fn build_offer(local: &LocalMedia) -> Vec<u8> {
     let mut out = String::with_capacity(256);
     session_header(&mut out, local);
@@ -325,13 +428,10 @@ pub fn build_offer(local: &LocalMedia) -> Vec<u8> {
     }
     out.push_str("\r\n");
     for c in &local.codecs {
-        let _ = write!(
-            out,
-            "a=rtpmap:{} {}/{}\r\n",
-            c.static_pt(),
-            c.encoding_name(),
-            c.clock_rate()
-        );
+        let _ = write!(out, "a=rtpmap:{} {}\r\n", c.static_pt(), c.rtpmap());
+        if *c == Codec::Opus {
+            let _ = write!(out, "a=fmtp:{} useinbandfec=1\r\n", c.static_pt());
+        }
     }
     if local.telephone_event {
         telephone_event_lines(&mut out, OFFER_TELEPHONE_EVENT_PT);

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use chorus_sip::{
-    build_answer, build_offer, negotiate, parse_sdp, Codec, Direction, LocalMedia, SdpError,
+    build_answer, build_offer, negotiate, parse_sdp, Codec, Direction, LocalMedia, OpusParams,
+    SdpError, OFFER_OPUS_PT,
 };
 
 fn local(codecs: &[Codec]) -> LocalMedia {
@@ -34,8 +35,39 @@ fn offer_answer_matrix() {
         want: Result<Expect, ()>,
     }
     let both = vec![Codec::Pcmu, Codec::Pcma];
+    let all = vec![Codec::Opus, Codec::Pcmu, Codec::Pcma];
     let addr = Some("192.0.2.10:4000".parse().unwrap());
     let cases = vec![
+        Case {
+            name: "Opus offered first is chosen at the offer's dynamic PT",
+            sdp: offer(C4, "m=audio 4000 RTP/AVP 111 0 8", "a=rtpmap:111 opus/48000/2\r\n"),
+            local: all.clone(),
+            want: Ok((Codec::Opus, 111, None, Direction::SendRecv, addr)),
+        },
+        Case {
+            name: "Opus after PCMU: the offerer's order wins over ours",
+            sdp: offer(C4, "m=audio 4000 RTP/AVP 0 96", "a=rtpmap:96 opus/48000/2\r\n"),
+            local: all.clone(),
+            want: Ok((Codec::Pcmu, 0, None, Direction::SendRecv, addr)),
+        },
+        Case {
+            name: "Opus encoding name is case-insensitive",
+            sdp: offer(C4, "m=audio 4000 RTP/AVP 98", "a=rtpmap:98 OPUS/48000/2\r\n"),
+            local: all.clone(),
+            want: Ok((Codec::Opus, 98, None, Direction::SendRecv, addr)),
+        },
+        Case {
+            name: "opus at a clock other than 48000 is not RFC 7587 Opus",
+            sdp: offer(C4, "m=audio 4000 RTP/AVP 97 8", "a=rtpmap:97 opus/16000\r\n"),
+            local: all.clone(),
+            want: Ok((Codec::Pcma, 8, None, Direction::SendRecv, addr)),
+        },
+        Case {
+            name: "Opus-only offer against a G.711-only engine",
+            sdp: offer(C4, "m=audio 4000 RTP/AVP 111", "a=rtpmap:111 opus/48000/2\r\n"),
+            local: both.clone(),
+            want: Err(()),
+        },
         Case {
             name: "offerer's preference order wins over ours",
             sdp: offer(C4, "m=audio 4000 RTP/AVP 8 0", "a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"),
@@ -261,5 +293,149 @@ fn invalid_sdp_is_an_error() {
             .unwrap()
             .addr,
         None
+    );
+}
+
+#[test]
+fn opus_fmtp_is_parsed_and_fec_and_dtx_are_answered() {
+    let remote = parse_sdp(
+        offer(
+            C4,
+            "m=audio 4000 RTP/AVP 111 0 101",
+            "a=rtpmap:111 opus/48000/2\r\n\
+             a=fmtp:111 minptime=10;useinbandfec=1; usedtx=1; maxplaybackrate=16000; stereo=1; sprop-stereo=1\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(remote.fmtp.len(), 2);
+    assert_eq!(remote.fmtp_for(101), Some("0-15"));
+    let l = local(&[Codec::Opus, Codec::Pcmu]);
+    let n = negotiate(&remote, &l).unwrap();
+    assert_eq!(
+        (n.codec, n.pt, n.telephone_event_pt),
+        (Codec::Opus, 111, Some(101))
+    );
+    assert_eq!(
+        n.opus,
+        Some(OpusParams {
+            inband_fec: true,
+            dtx: true,
+            max_playback_rate: Some(16_000),
+        })
+    );
+    let answer = build_answer(&l, &n);
+    let text = String::from_utf8(answer.clone()).unwrap();
+    assert!(text.contains("m=audio 20000 RTP/AVP 111 101\r\n"), "{text}");
+    assert!(text.contains("a=rtpmap:111 opus/48000/2\r\n"), "{text}");
+    assert!(
+        text.contains("a=fmtp:111 useinbandfec=1; usedtx=1\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("a=ptime:20\r\n"));
+    let back = parse_sdp(&answer).unwrap();
+    assert_eq!(back.formats[0], (111, "opus".to_string(), 48_000));
+    assert_eq!(
+        back.fmtp_for(111).map(OpusParams::parse),
+        Some(OpusParams {
+            inband_fec: true,
+            dtx: true,
+            max_playback_rate: None,
+        })
+    );
+}
+
+#[test]
+fn opus_without_fmtp_gets_defaults_and_we_still_ask_for_fec_but_not_dtx() {
+    let remote = parse_sdp(
+        offer(
+            C4,
+            "m=audio 4000 RTP/AVP 96 0",
+            // An fmtp for another payload type must not leak into Opus's parameters.
+            "a=rtpmap:96 opus/48000/2\r\na=fmtp:0 useinbandfec=1; usedtx=1\r\n",
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let l = local(&[Codec::Opus]);
+    let n = negotiate(&remote, &l).unwrap();
+    assert_eq!(n.opus, Some(OpusParams::default()));
+    let text = String::from_utf8(build_answer(&l, &n)).unwrap();
+    assert!(text.contains("a=fmtp:96 useinbandfec=1\r\n"), "{text}");
+    assert!(!text.contains("usedtx"), "{text}");
+}
+
+#[test]
+fn g711_negotiation_carries_no_opus_params() {
+    let remote = parse_sdp(
+        offer(
+            C4,
+            "m=audio 4000 RTP/AVP 0 111",
+            "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n",
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let l = local(&[Codec::Opus, Codec::Pcmu]);
+    let n = negotiate(&remote, &l).unwrap();
+    assert_eq!((n.codec, n.opus), (Codec::Pcmu, None));
+    let text = String::from_utf8(build_answer(&l, &n)).unwrap();
+    assert!(
+        !text.contains("opus") && !text.contains("a=fmtp:0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn malformed_opus_fmtp_values_fall_back_to_defaults() {
+    let p = OpusParams::parse("useinbandfec=yes;usedtx;maxplaybackrate=lots;=1;;USEDTX = 1");
+    assert_eq!(
+        p,
+        OpusParams {
+            inband_fec: false,
+            dtx: true,
+            max_playback_rate: None,
+        }
+    );
+}
+
+#[test]
+fn offer_with_opus_round_trips_and_negotiates_opus_from_the_answer() {
+    let l = local(&[Codec::Opus, Codec::Pcmu, Codec::Pcma]);
+    let o = build_offer(&l);
+    let text = String::from_utf8(o.clone()).unwrap();
+    assert!(
+        text.contains("m=audio 20000 RTP/AVP 111 0 8 101\r\n"),
+        "{text}"
+    );
+    let parsed = parse_sdp(&o).unwrap();
+    assert_eq!(
+        parsed.formats,
+        vec![
+            (OFFER_OPUS_PT, "opus".into(), 48_000),
+            (0, "PCMU".into(), 8000),
+            (8, "PCMA".into(), 8000),
+            (101, "telephone-event".into(), 8000)
+        ]
+    );
+    assert_eq!(parsed.fmtp_for(OFFER_OPUS_PT), Some("useinbandfec=1"));
+    assert_eq!(parsed.ptime, Some(20));
+    // The answer (in the ACK of a late offer) keeps our PT and turns DTX on.
+    let ack_answer = offer(
+        C4,
+        "m=audio 4000 RTP/AVP 111 101",
+        "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=0;usedtx=1\r\n\
+         a=rtpmap:101 telephone-event/8000\r\n",
+    );
+    let n = negotiate(&parse_sdp(ack_answer.as_bytes()).unwrap(), &l).unwrap();
+    assert_eq!((n.codec, n.pt), (Codec::Opus, OFFER_OPUS_PT));
+    assert_eq!(
+        n.opus,
+        Some(OpusParams {
+            inband_fec: false,
+            dtx: true,
+            max_playback_rate: None,
+        })
     );
 }

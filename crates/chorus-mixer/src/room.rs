@@ -1,0 +1,428 @@
+//! One room on a media thread: its members, its rate, its mix set, and one output group per
+//! distinct encoding among its members. A tick runs decode → talker selection → sum → one
+//! shared encode per group for everyone who hears the plain mix → a private encode for each
+//! member that must not hear itself or has audio of its own → send.
+
+use chorus_media::resample::Resampler;
+
+use crate::codec::{silence_payload, Encoder, MAX_FRAME, MAX_PAYLOAD};
+use crate::kernel;
+use crate::leg::{Leg, Output};
+use crate::talk::{frame_dbov, select_talkers};
+use crate::{Encoding, LegId, MixerConfig, MixerError, RoomId};
+
+/// Everything the members of one encoding share.
+pub(crate) struct Group {
+    pub encoding: Encoding,
+    pub members: usize,
+    encoder: Encoder,
+    /// Room rate → encoding rate, while they differ.
+    resampler: Option<Resampler>,
+    /// The clamped room total at the encoding's rate, valid when `pcm_ready`.
+    pcm: Box<[i16; MAX_FRAME]>,
+    pcm_ready: bool,
+    payload: Box<[u8; MAX_PAYLOAD]>,
+    payload_len: usize,
+    payload_ready: bool,
+    silence: Box<[u8]>,
+}
+
+impl Group {
+    fn new(encoding: Encoding, room_rate: u32, config: &MixerConfig) -> Result<Self, MixerError> {
+        Ok(Self {
+            encoding,
+            members: 0,
+            encoder: Encoder::new(encoding, config.opus_complexity)?,
+            resampler: resampler(room_rate, encoding.rate())?,
+            pcm: Box::new([0; MAX_FRAME]),
+            pcm_ready: false,
+            payload: Box::new([0; MAX_PAYLOAD]),
+            payload_len: 0,
+            payload_ready: false,
+            silence: silence_payload(encoding, config.opus_complexity)?,
+        })
+    }
+}
+
+fn resampler(from: u32, to: u32) -> Result<Option<Resampler>, MixerError> {
+    if from == to {
+        return Ok(None);
+    }
+    Resampler::new(from, to)
+        .map(Some)
+        .map_err(|e| MixerError::Codec(e.to_string()))
+}
+
+/// Per-tick counters a room adds to its thread's.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TickCounts {
+    pub encodes: u64,
+    pub decodes: u64,
+    pub forks: u64,
+    pub silence_sends: u64,
+    pub packets_out: u64,
+    pub send_errors: u64,
+}
+
+/// Something a room tells the control side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RoomNotice {
+    Talking { leg: LegId, talking: bool },
+    Floor { leg: LegId },
+    PlaybackDone { leg: LegId, id: u64 },
+}
+
+pub(crate) struct Room {
+    pub id: RoomId,
+    /// Which tick slot of the period this room runs in.
+    pub tick_slot: usize,
+    pub rate: u32,
+    pub legs: Vec<usize>,
+    pub groups: Vec<Group>,
+    mix_set: Vec<usize>,
+    floor: Option<usize>,
+    total: Box<[i32; MAX_FRAME]>,
+}
+
+/// Scratch buffers a thread lends to every room it runs.
+pub(crate) struct Scratch {
+    pub decode: Box<[i16; MAX_FRAME]>,
+    pub pcm: Box<[i16; MAX_FRAME]>,
+    pub codec_pcm: Box<[i16; MAX_FRAME]>,
+    pub payload: Box<[u8; MAX_PAYLOAD]>,
+    pub datagram: Box<[u8; MAX_PAYLOAD + 64]>,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self {
+            decode: Box::new([0; MAX_FRAME]),
+            pcm: Box::new([0; MAX_FRAME]),
+            codec_pcm: Box::new([0; MAX_FRAME]),
+            payload: Box::new([0; MAX_PAYLOAD]),
+            datagram: Box::new([0; MAX_PAYLOAD + 64]),
+        }
+    }
+}
+
+impl Room {
+    pub fn new(id: RoomId, tick_slot: usize, max_talkers: usize) -> Self {
+        Self {
+            id,
+            tick_slot,
+            rate: 8000,
+            legs: Vec::with_capacity(16),
+            groups: Vec::with_capacity(2),
+            mix_set: Vec::with_capacity(max_talkers),
+            floor: None,
+            total: Box::new([0; MAX_FRAME]),
+        }
+    }
+
+    /// Adds the leg in `slot` and re-derives the room's rate and groups. Runs on a command,
+    /// not in a tick, so it may allocate (resamplers, a new group's encoder).
+    pub fn add(
+        &mut self,
+        slot: usize,
+        legs: &mut [Option<Box<Leg>>],
+        config: &MixerConfig,
+    ) -> Result<(), MixerError> {
+        self.legs.push(slot);
+        self.reshape(legs, config)
+    }
+
+    pub fn remove(
+        &mut self,
+        slot: usize,
+        legs: &mut [Option<Box<Leg>>],
+        config: &MixerConfig,
+    ) -> Result<(), MixerError> {
+        self.legs.retain(|&s| s != slot);
+        self.mix_set.retain(|&s| s != slot);
+        if self.floor == Some(slot) {
+            self.floor = None;
+        }
+        self.reshape(legs, config)
+    }
+
+    /// The mix rate is 8 kHz while every member is narrowband (no resampling at all), else the
+    /// highest member rate; each member's encoding gets a group.
+    pub fn reshape(
+        &mut self,
+        legs: &mut [Option<Box<Leg>>],
+        config: &MixerConfig,
+    ) -> Result<(), MixerError> {
+        let rate = self
+            .legs
+            .iter()
+            .filter_map(|&s| legs[s].as_deref())
+            .map(|l| l.codec.encoding.rate())
+            .max()
+            .unwrap_or(8000);
+        let rate_changed = rate != self.rate;
+        self.rate = rate;
+        if rate_changed {
+            self.groups.clear();
+        }
+        for group in &mut self.groups {
+            group.members = 0;
+        }
+        for &s in &self.legs {
+            let Some(leg) = legs[s].as_deref_mut() else {
+                continue;
+            };
+            let encoding = leg.codec.encoding;
+            let index = match self.groups.iter().position(|g| g.encoding == encoding) {
+                Some(i) => i,
+                None => {
+                    self.groups.push(Group::new(encoding, rate, config)?);
+                    self.groups.len() - 1
+                }
+            };
+            self.groups[index].members += 1;
+            leg.group = index;
+            let codec_rate = encoding.rate();
+            if rate_changed || (leg.upsampler.is_some() != (codec_rate != rate)) {
+                leg.upsampler = resampler(codec_rate, rate)?;
+                leg.downsampler = resampler(rate, codec_rate)?;
+            }
+        }
+        // Groups nobody uses any more go; indices of the rest are re-pointed.
+        if self.groups.iter().any(|g| g.members == 0) {
+            self.groups.retain(|g| g.members > 0);
+            for &s in &self.legs {
+                if let Some(leg) = legs[s].as_deref_mut() {
+                    let encoding = leg.codec.encoding;
+                    leg.group = self
+                        .groups
+                        .iter()
+                        .position(|g| g.encoding == encoding)
+                        .unwrap_or(0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One 20 ms period of this room. Legs have already received their packets.
+    pub fn tick(
+        &mut self,
+        legs: &mut [Option<Box<Leg>>],
+        config: &MixerConfig,
+        scratch: &mut Scratch,
+        notices: &mut impl FnMut(RoomNotice),
+    ) -> TickCounts {
+        let mut counts = TickCounts::default();
+        let frame = (self.rate / 50) as usize;
+        let talk = &config.talk;
+
+        // Decode and detect talkers.
+        for &s in &self.legs {
+            let Some(leg) = legs[s].as_deref_mut() else {
+                continue;
+            };
+            // With a sender-reported level (RFC 6464), a quiet member that is not mixed needs
+            // no decode at all: that is what keeps large rooms cheap.
+            let skip = match leg.reported_level {
+                Some(level) => {
+                    level < talk.start_dbov && !leg.talk.talking() && !self.mix_set.contains(&s)
+                }
+                None => false,
+            };
+            counts.decodes += leg.decode(self.rate, skip, &mut scratch.decode);
+            let level = match (leg.has_audio, leg.reported_level) {
+                (false, _) => -127.0,
+                (true, Some(level)) => level,
+                (true, None) => frame_dbov(&leg.frame[..frame]),
+            };
+            if let Some(talking) = leg.talk.update(level, talk) {
+                notices(RoomNotice::Talking {
+                    leg: leg.id,
+                    talking,
+                });
+            }
+        }
+
+        // The loudest talkers, capped.
+        {
+            let legs_ref = &*legs;
+            let level = |s: usize| legs_ref[s].as_deref().map_or(-127.0, |l| l.talk.level());
+            let candidate = |s: usize| {
+                legs_ref[s]
+                    .as_deref()
+                    .is_some_and(|l| l.talk.talking() && !l.flags.muted && l.flow.receive)
+            };
+            select_talkers(
+                &mut self.mix_set,
+                self.legs.iter().copied().filter(|&s| candidate(s)),
+                config.max_talkers,
+                talk.displace_db,
+                &level,
+                &candidate,
+            );
+            let loudest = self
+                .mix_set
+                .iter()
+                .copied()
+                .max_by(|&a, &b| level(a).total_cmp(&level(b)));
+            if loudest.is_some() && loudest != self.floor {
+                self.floor = loudest;
+                if let Some(leg) = loudest.and_then(|s| legs_ref[s].as_deref()) {
+                    notices(RoomNotice::Floor { leg: leg.id });
+                }
+            }
+        }
+
+        // Sum the mix set.
+        let total = &mut self.total[..frame];
+        total.fill(0);
+        let mut contributors = 0usize;
+        for &s in &self.legs {
+            let Some(leg) = legs[s].as_deref_mut() else {
+                continue;
+            };
+            leg.contributed = leg.has_audio && self.mix_set.contains(&s);
+            if leg.contributed {
+                kernel::accumulate(total, &leg.frame[..frame]);
+                contributors += 1;
+            }
+        }
+
+        // Decide each member's output; fork Opus encoders of members leaving the shared
+        // stream *before* the shared encoder moves on, so their peers' decoders continue
+        // seamlessly.
+        for group in &mut self.groups {
+            group.pcm_ready = false;
+            group.payload_ready = false;
+        }
+        for &s in &self.legs {
+            let Some(leg) = legs[s].as_deref_mut() else {
+                continue;
+            };
+            leg.previous_output = leg.output;
+            let hears_something = if leg.contributed {
+                contributors > 1
+            } else {
+                contributors > 0
+            };
+            leg.output = if leg.playback.is_some() {
+                Output::Private
+            } else if leg.flags.deaf || !hears_something {
+                Output::Silence
+            } else if leg.contributed || !config.shared_encoding {
+                Output::Private
+            } else {
+                Output::Shared
+            };
+            if leg.output == Output::Private
+                && leg.previous_output == Output::Shared
+                && leg.encoder.is_stateful()
+            {
+                if let Some(group) = self.groups.get(leg.group) {
+                    if leg.encoder.fork_from(&group.encoder) {
+                        counts.forks += 1;
+                    }
+                }
+            }
+        }
+
+        // Produce and send.
+        let rate = self.rate;
+        for &s in &self.legs {
+            let Some(leg) = legs[s].as_deref_mut() else {
+                continue;
+            };
+            let Some(group) = self.groups.get_mut(leg.group) else {
+                continue;
+            };
+            let codec_frame = group.encoding.frame_samples();
+            let sent = match leg.output {
+                Output::Silence => {
+                    counts.silence_sends += 1;
+                    leg.send(&group.silence, &mut scratch.datagram[..])
+                }
+                Output::Shared => {
+                    if !group.payload_ready {
+                        ensure_group_pcm(group, &self.total[..frame], rate, &mut scratch.pcm);
+                        group.payload_len = group
+                            .encoder
+                            .encode(&group.pcm[..codec_frame], &mut group.payload[..])
+                            .unwrap_or(0);
+                        group.payload_ready = true;
+                        counts.encodes += 1;
+                    }
+                    leg.send(
+                        &group.payload[..group.payload_len],
+                        &mut scratch.datagram[..],
+                    )
+                }
+                Output::Private => {
+                    let pcm = &mut scratch.codec_pcm[..codec_frame];
+                    if leg.contributed {
+                        // Total minus own, clamped once, then to the leg's rate.
+                        kernel::minus_own(
+                            &self.total[..frame],
+                            &leg.frame[..frame],
+                            &mut scratch.pcm[..frame],
+                        );
+                        match leg.downsampler.as_mut() {
+                            Some(down) => {
+                                if down.process(&scratch.pcm[..frame], pcm).is_err() {
+                                    pcm.fill(0);
+                                }
+                            }
+                            None => pcm.copy_from_slice(&scratch.pcm[..codec_frame]),
+                        }
+                    } else if leg.flags.deaf || contributors == 0 {
+                        pcm.fill(0);
+                    } else {
+                        ensure_group_pcm(group, &self.total[..frame], rate, &mut scratch.pcm);
+                        pcm.copy_from_slice(&group.pcm[..codec_frame]);
+                    }
+                    if let Some(id) = leg.mix_playback(pcm) {
+                        notices(RoomNotice::PlaybackDone { leg: leg.id, id });
+                    }
+                    let len = leg
+                        .encoder
+                        .encode(pcm, &mut scratch.payload[..])
+                        .unwrap_or(0);
+                    counts.encodes += 1;
+                    leg.send(&scratch.payload[..len], &mut scratch.datagram[..])
+                }
+            };
+            match sent {
+                Ok(true) => counts.packets_out += 1,
+                Ok(false) => {}
+                Err(()) => counts.send_errors += 1,
+            }
+        }
+        counts
+    }
+}
+
+/// The room total clamped once and brought to the group's rate; computed at most once a tick.
+fn ensure_group_pcm(
+    group: &mut Group,
+    total: &[i32],
+    room_rate: u32,
+    scratch: &mut [i16; MAX_FRAME],
+) {
+    if group.pcm_ready {
+        return;
+    }
+    let frame = (room_rate / 50) as usize;
+    let codec_frame = group.encoding.frame_samples();
+    match group.resampler.as_mut() {
+        Some(down) => {
+            kernel::clamp_total(total, &mut scratch[..frame]);
+            if down
+                .process(&scratch[..frame], &mut group.pcm[..codec_frame])
+                .is_err()
+            {
+                group.pcm[..codec_frame].fill(0);
+            }
+        }
+        None => kernel::clamp_total(total, &mut group.pcm[..codec_frame]),
+    }
+    group.pcm_ready = true;
+}
