@@ -116,20 +116,26 @@ struct Room {
 }
 
 fn room(tones: &[Option<f64>]) -> Room {
+    let placements: Vec<_> = tones.iter().map(|&t| (0, RoomId(1), t)).collect();
+    rooms(1, &placements)
+}
+
+/// Members placed as (thread, room, tone); leg ids are their indices.
+fn rooms(threads: usize, placements: &[(usize, RoomId, Option<f64>)]) -> Room {
     let mixer = Mixer::start(MixerConfig {
-        threads: 1,
+        threads,
         ..MixerConfig::default()
     })
     .unwrap();
     let handle = mixer.handle();
     let mut peers = Vec::new();
-    for (i, &tone) in tones.iter().enumerate() {
+    for (i, &(thread, room, tone)) in placements.iter().enumerate() {
         let leg_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let peer_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let leg_addr = leg_socket.local_addr().unwrap();
         let mut spec = LegSpec::new(LegId(i as u64), leg_socket, Codec::PCMU);
         spec.remote = Some(peer_socket.local_addr().unwrap());
-        handle.add_leg(0, RoomId(1), spec).unwrap();
+        handle.add_leg(thread, room, spec).unwrap();
         peers.push(peer(peer_socket, leg_addr, tone));
     }
     // Let jitter buffers fill and the first frames flow.
@@ -234,5 +240,48 @@ fn removed_leg_comes_back_as_an_event_and_the_empty_room_goes() {
     }
     let stats = handle.stats(0).unwrap();
     assert_eq!((stats.rooms, stats.legs), (0, 0));
+    room.stop();
+}
+
+#[test]
+fn leg_handed_over_to_another_thread_joins_the_room_there() {
+    let room = rooms(
+        2,
+        &[(0, RoomId(1), Some(440.0)), (1, RoomId(2), Some(1000.0))],
+    );
+    let a = room.peers[0].window();
+    assert!(level_db(&a, 1000.0) < -50.0, "A alone on thread 0 hears nothing");
+    let handle = room.mixer.handle();
+    handle.move_leg(0, LegId(0), 1, RoomId(2)).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let a = room.peers[0].window();
+    let b = room.peers[1].window();
+    assert!(level_db(&a, 1000.0) > -20.0, "A hears B after the handover");
+    assert!(level_db(&b, 440.0) > -20.0, "B hears A after the handover");
+    assert_eq!(handle.stats(0).unwrap().legs, 0);
+    assert_eq!(handle.stats(1).unwrap().legs, 2);
+    room.stop();
+}
+
+#[test]
+fn playback_is_heard_only_by_its_member() {
+    let room = room(&[None, None, None]);
+    let handle = room.mixer.handle();
+    let mut samples = vec![0i16; 8000];
+    Sine::new(700.0, 8000, 8000.0).fill(&mut samples);
+    handle
+        .play(0, LegId(0), chorus_mixer::Playback::new(7, 8000, samples, 0))
+        .unwrap();
+    thread::sleep(Duration::from_millis(100));
+    let a = room.peers[0].window();
+    let b = room.peers[1].window();
+    let c = room.peers[2].window();
+    assert!(level_db(&a, 700.0) > -20.0, "the target hears its playback");
+    assert!(level_db(&b, 700.0) < -50.0, "others do not");
+    assert!(level_db(&c, 700.0) < -50.0, "others do not");
+    handle.stop_play(0, LegId(0)).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    let a = room.peers[0].window();
+    assert!(level_db(&a, 700.0) < -50.0, "stopped");
     room.stop();
 }
