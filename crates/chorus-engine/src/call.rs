@@ -152,7 +152,7 @@ async fn run(
     let spec = LegSpec {
         id: leg,
         socket: Some(socket),
-        audio_level_id: None,
+        audio_level_id: negotiated.as_ref().and_then(|n| n.audio_level_ext),
         codec: negotiated.as_ref().map_or(Codec::PCMU, to_mixer_codec),
         telephone_event_pt: negotiated.as_ref().and_then(|n| n.telephone_event_pt),
         remote: negotiated.as_ref().and_then(|n| n.remote_addr),

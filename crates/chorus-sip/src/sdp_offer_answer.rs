@@ -121,6 +121,10 @@ pub struct RemoteMedia {
     pub telephone_event_pt: Option<u8>,
     /// Every `a=fmtp:<pt> <parameters>` of the stream (RFC 4566 §6), in order.
     pub fmtp: Vec<(u8, String)>,
+    /// The id the sender uses for the RFC 6464 client-to-mixer audio level header extension
+    /// (`a=extmap:<id> urn:ietf:params:rtp-hdrext:ssrc-audio-level`, RFC 8285 §5), when it
+    /// offers one we can read (one-byte form, ids 1–14).
+    pub audio_level_ext: Option<u8>,
     pub direction: Direction,
     pub ptime: Option<u32>,
     pub session_id: u64,
@@ -197,6 +201,8 @@ pub struct Negotiated {
     pub local_direction: Direction,
     /// Always 20 ms for us.
     pub ptime: u32,
+    /// RFC 6464 audio level extension id the peer sends, if it offered one.
+    pub audio_level_ext: Option<u8>,
     /// The remote side's Opus parameters; `None` unless `codec` is Opus.
     pub opus: Option<OpusParams>,
 }
@@ -301,12 +307,29 @@ pub fn parse_sdp(bytes: &[u8]) -> Result<RemoteMedia, SdpError> {
             Some((pt.parse::<u8>().ok()?, params.trim().to_string()))
         })
         .collect();
+    let audio_level_ext = media
+        .attributes
+        .iter()
+        .chain(sd.attributes.iter())
+        .filter(|a| a.key == "extmap")
+        .find_map(|a| {
+            let v = a.value.as_deref()?.trim();
+            let (id, rest) = v.split_once(char::is_whitespace)?;
+            let uri = rest.split_whitespace().next()?;
+            if !uri.eq_ignore_ascii_case(AUDIO_LEVEL_URI) {
+                return None;
+            }
+            // `id` may carry a direction: `1/sendonly`.
+            let id: u8 = id.split('/').next()?.parse().ok()?;
+            (1..=14).contains(&id).then_some(id)
+        });
     Ok(RemoteMedia {
         addr,
         rtp_port,
         formats,
         telephone_event_pt,
         fmtp,
+        audio_level_ext,
         direction,
         ptime,
         session_id: sd.origin.session_id,
@@ -337,6 +360,7 @@ pub fn negotiate(remote: &RemoteMedia, local: &LocalMedia) -> Result<Negotiated,
         remote_direction: remote.direction,
         local_direction: remote.direction.answer(),
         ptime: 20,
+        audio_level_ext: remote.audio_level_ext,
         opus: (codec == Codec::Opus).then(|| {
             remote
                 .fmtp_for(pt)
@@ -401,6 +425,10 @@ pub fn build_answer(local: &LocalMedia, negotiated: &Negotiated) -> Vec<u8> {
     if let Some(te) = negotiated.telephone_event_pt {
         telephone_event_lines(&mut out, te);
     }
+    if let Some(id) = negotiated.audio_level_ext {
+        // RFC 8285 §6: accepting the extension means echoing its mapping; we only receive it.
+        let _ = write!(out, "a=extmap:{id}/recvonly {AUDIO_LEVEL_URI}\r\n");
+    }
     let _ = write!(
         out,
         "a=ptime:20\r\na={}\r\n",
@@ -408,6 +436,9 @@ pub fn build_answer(local: &LocalMedia, negotiated: &Negotiated) -> Vec<u8> {
     );
     out.into_bytes()
 }
+
+/// RFC 6464 §4: the client-to-mixer audio level header extension.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// Payload type we offer for telephone-event (RFC 4733).
 pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;

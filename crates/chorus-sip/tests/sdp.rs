@@ -439,3 +439,28 @@ fn offer_with_opus_round_trips_and_negotiates_opus_from_the_answer() {
         })
     );
 }
+
+#[test]
+fn audio_level_extension_is_accepted_and_echoed_receive_only() {
+    let sdp = offer(
+        C4,
+        "m=audio 4000 RTP/AVP 0",
+        "a=extmap:3 urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on\r\n",
+    );
+    let remote = parse_sdp(sdp.as_bytes()).unwrap();
+    assert_eq!(remote.audio_level_ext, Some(3));
+    let n = negotiate(&remote, &local(&[Codec::Pcmu])).unwrap();
+    assert_eq!(n.audio_level_ext, Some(3));
+    let answer = String::from_utf8(build_answer(&local(&[Codec::Pcmu]), &n)).unwrap();
+    assert!(
+        answer.contains("a=extmap:3/recvonly urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"),
+        "{answer}"
+    );
+    // Other extensions and two-byte-only ids are not taken for the audio level.
+    let sdp = offer(
+        C4,
+        "m=audio 4000 RTP/AVP 0",
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=extmap:20 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n",
+    );
+    assert_eq!(parse_sdp(sdp.as_bytes()).unwrap().audio_level_ext, None);
+}

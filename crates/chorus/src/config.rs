@@ -57,6 +57,9 @@ pub struct RtpSection {
 pub struct MediaSection {
     pub threads: Option<usize>,
     pub jitter_target: Option<usize>,
+    pub max_talkers: Option<usize>,
+    pub opus_complexity: Option<i32>,
+    pub tick_slots: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +193,24 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
     }
     if let Some(target) = file.media.jitter_target {
         engine.mixer.jitter_target = target;
+    }
+    if let Some(m) = file.media.max_talkers {
+        if m == 0 {
+            bail!("media.max_talkers must be at least 1");
+        }
+        engine.mixer.max_talkers = m;
+    }
+    if let Some(c) = file.media.opus_complexity {
+        if !(0..=10).contains(&c) {
+            bail!("media.opus_complexity must be 0..=10, not {c}");
+        }
+        engine.mixer.opus_complexity = c;
+    }
+    if let Some(slots) = file.media.tick_slots {
+        if !(1..=20).contains(&slots) {
+            bail!("media.tick_slots must be 1..=20, not {slots}");
+        }
+        engine.mixer.tick_slots = slots;
     }
     if let Some(ms) = file.shutdown.hangup_timeout_ms {
         engine.hangup_timeout = Duration::from_millis(ms);
