@@ -91,7 +91,7 @@ impl Case {
             handle
                 .add_leg(0, RoomId(1), LegSpec::detached(LegId(i as u64), codec))
                 .expect("queued");
-            let tone = (i < k).then(|| 300.0 + 150.0 * i as f64);
+            let tone = (i < k).then_some(300.0 + 150.0 * i as f64);
             members.push(member(tone, opus, i as u32 + 1));
         }
         thread.apply_commands();

@@ -562,6 +562,12 @@ pub struct CallOptions {
     /// SDP, the engine offers in its 200 and we answer in the ACK.
     pub codecs: Vec<(u8, &'static str)>,
     pub telephone_event: bool,
+    /// The RTP address our SDP advertises; None = the media socket's own. With
+    /// [`CallOptions::send_rtp_to`] this puts something between the call and the engine, e.g.
+    /// a relay that impairs the network: the engine then sends to (and latches on) the relay.
+    pub advertised_rtp: Option<SocketAddr>,
+    /// Where our media sends RTP; None = the address in the engine's SDP.
+    pub send_rtp_to: Option<SocketAddr>,
 }
 
 impl CallOptions {
@@ -572,6 +578,8 @@ impl CallOptions {
             transport: Transport::Udp,
             codecs: vec![(0, "PCMU")],
             telephone_event: true,
+            advertised_rtp: None,
+            send_rtp_to: None,
         }
     }
 }
@@ -592,6 +600,9 @@ pub struct Call {
     sdp_version: u64,
     codecs: Vec<(u8, &'static str)>,
     telephone_event: bool,
+    /// See [`CallOptions::advertised_rtp`] and [`CallOptions::send_rtp_to`].
+    advertised_rtp: SocketAddr,
+    send_rtp_to: Option<SocketAddr>,
     ended: bool,
 }
 
@@ -614,9 +625,10 @@ impl Call {
         let request_uri = format!("sip:{}@{}", options.room, server);
         let local_from = format!("<sip:{}@{}>;tag={}", ua.user, ua.local, Ua::new_tag());
         let late_offer = options.codecs.is_empty();
+        let advertised_rtp = options.advertised_rtp.unwrap_or(media.local);
         let offer = (!late_offer).then(|| {
             sdp::write(
-                media.local,
+                advertised_rtp,
                 1,
                 &options.codecs,
                 options.telephone_event,
@@ -667,7 +679,7 @@ impl Call {
                 bail!("the engine's offer lacks PCMU: {remote_sdp:?}");
             }
             Some(sdp::write(
-                media.local,
+                advertised_rtp,
                 1,
                 &[(0, "PCMU")],
                 false,
@@ -689,7 +701,7 @@ impl Call {
         );
         ua.send_raw(ack.as_bytes())?;
         ua.remember_ack(&call_id, ack.as_bytes());
-        media.set_dest(remote_sdp.rtp_addr());
+        media.set_dest(options.send_rtp_to.unwrap_or(remote_sdp.rtp_addr()));
         Ok(Ok(Call {
             ua,
             media,
@@ -708,6 +720,8 @@ impl Call {
                 options.codecs
             },
             telephone_event: options.telephone_event,
+            advertised_rtp,
+            send_rtp_to: options.send_rtp_to,
             ended: false,
         }))
     }
@@ -741,7 +755,7 @@ impl Call {
     ) -> anyhow::Result<(rsip::Response, Option<AudioSdp>)> {
         self.sdp_version += 1;
         let offer = sdp::write(
-            self.media.local,
+            self.advertised_rtp,
             self.sdp_version,
             &self.codecs,
             self.telephone_event,
@@ -769,7 +783,8 @@ impl Call {
         }
         let sdp = AudioSdp::parse(&String::from_utf8_lossy(&response.body)).ok();
         if let Some(sdp) = &sdp {
-            self.media.set_dest(sdp.rtp_addr());
+            self.media
+                .set_dest(self.send_rtp_to.unwrap_or(sdp.rtp_addr()));
         }
         Ok((response, sdp))
     }

@@ -257,8 +257,8 @@ impl Room {
                 self.legs.iter().copied().filter(|&s| candidate(s)),
                 config.max_talkers,
                 talk.displace_db,
-                &level,
-                &candidate,
+                level,
+                candidate,
             );
             let loudest = self
                 .mix_set

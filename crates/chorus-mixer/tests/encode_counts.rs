@@ -65,7 +65,7 @@ impl Room {
 fn talkers(k: usize, n: usize, opus: bool) -> Vec<Source> {
     (0..n)
         .map(|i| {
-            let tone = (i < k).then(|| 300.0 + 170.0 * i as f64);
+            let tone = (i < k).then_some(300.0 + 170.0 * i as f64);
             if opus {
                 Source::opus(tone, 8000.0)
             } else {

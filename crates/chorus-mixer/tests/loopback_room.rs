@@ -250,7 +250,10 @@ fn leg_handed_over_to_another_thread_joins_the_room_there() {
         &[(0, RoomId(1), Some(440.0)), (1, RoomId(2), Some(1000.0))],
     );
     let a = room.peers[0].window();
-    assert!(level_db(&a, 1000.0) < -50.0, "A alone on thread 0 hears nothing");
+    assert!(
+        level_db(&a, 1000.0) < -50.0,
+        "A alone on thread 0 hears nothing"
+    );
     let handle = room.mixer.handle();
     handle.move_leg(0, LegId(0), 1, RoomId(2)).unwrap();
     thread::sleep(Duration::from_millis(300));
@@ -270,7 +273,11 @@ fn playback_is_heard_only_by_its_member() {
     let mut samples = vec![0i16; 8000];
     Sine::new(700.0, 8000, 8000.0).fill(&mut samples);
     handle
-        .play(0, LegId(0), chorus_mixer::Playback::new(7, 8000, samples, 0))
+        .play(
+            0,
+            LegId(0),
+            chorus_mixer::Playback::new(7, 8000, samples, 0),
+        )
         .unwrap();
     thread::sleep(Duration::from_millis(100));
     let a = room.peers[0].window();

@@ -44,7 +44,7 @@ fn steady_state_ticks_do_not_allocate() {
             let mut spec = LegSpec::new(LegId(id), leg_socket, codec);
             spec.remote = Some(peer_socket.local_addr().unwrap());
             handle.add_leg(0, room, spec).unwrap();
-            let tone = (i < 2).then(|| 400.0 + 300.0 * i as f64);
+            let tone = (i < 2).then_some(400.0 + 300.0 * i as f64);
             let source = if opus {
                 Source::opus(tone, 8000.0)
             } else {
