@@ -17,8 +17,12 @@ use crate::{
 
 /// Consecutive frames G.711 concealment repeats (fading) before going silent.
 const MAX_CONCEALED: u32 = 4;
-/// Decoded samples waiting for playout: a 60 ms packet at 48 kHz plus a partial frame.
-const FIFO: usize = 4 * MAX_FRAME;
+/// Decoded samples waiting for playout, in frames of the codec: a 60 ms packet plus a
+/// partial frame and room for concealment.
+const FIFO_FRAMES: usize = 6;
+/// Largest G.711 payload buffered: 60 ms. Sizing buffers per codec keeps a narrowband leg's
+/// memory small, which is what lets a thousand of them stay in cache.
+const MAX_G711_PAYLOAD: usize = 480;
 
 /// How a leg's output is produced this tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,14 +40,25 @@ pub(crate) struct CodecState {
     pub codec: Codec,
     pub decoder: Decoder,
     pub encoder: Encoder,
+    /// Buffers sized for the codec.
+    pub jitter: JitterBuffer,
+    pub fifo: Box<[i16]>,
 }
 
 impl CodecState {
     pub fn new(codec: Codec, config: &MixerConfig) -> Result<Self, MixerError> {
+        let mut jitter = JitterBuffer::new(
+            config.jitter_capacity,
+            max_payload(codec),
+            config.jitter_target,
+        );
+        jitter.set_clock_rate(codec.encoding.rate());
         Ok(Self {
             codec,
             decoder: Decoder::new(codec.encoding)?,
             encoder: Encoder::new(codec.encoding, config.opus_complexity)?,
+            jitter,
+            fifo: vec![0; FIFO_FRAMES * codec.encoding.frame_samples()].into_boxed_slice(),
         })
     }
 }
@@ -66,7 +81,7 @@ pub(crate) struct Leg {
     pub upsampler: Option<Resampler>,
     /// Room rate → codec rate, for this leg's private output.
     pub downsampler: Option<Resampler>,
-    fifo: Box<[i16; FIFO]>,
+    fifo: Box<[i16]>,
     fifo_len: usize,
     last: Box<[i16; MAX_FRAME]>,
     concealed_run: u32,
@@ -93,9 +108,6 @@ pub(crate) struct Leg {
 impl Leg {
     pub fn new(room: RoomId, spec: LegSpec, config: &MixerConfig) -> Result<Self, MixerError> {
         let state = CodecState::new(spec.codec, config)?;
-        let mut jitter =
-            JitterBuffer::new(config.jitter_capacity, MAX_PAYLOAD, config.jitter_target);
-        jitter.set_clock_rate(spec.codec.encoding.rate());
         Ok(Self {
             id: spec.id,
             room,
@@ -108,10 +120,10 @@ impl Leg {
             remote: spec.remote,
             flow: spec.flow,
             flags: MemberFlags::default(),
-            jitter,
+            jitter: state.jitter,
             upsampler: None,
             downsampler: None,
-            fifo: Box::new([0; FIFO]),
+            fifo: state.fifo,
             fifo_len: 0,
             last: Box::new([0; MAX_FRAME]),
             concealed_run: 0,
@@ -145,10 +157,10 @@ impl Leg {
             if state.codec != self.codec {
                 std::mem::swap(&mut state.decoder, &mut self.decoder);
                 std::mem::swap(&mut state.encoder, &mut self.encoder);
+                std::mem::swap(&mut state.jitter, &mut self.jitter);
+                std::mem::swap(&mut state.fifo, &mut self.fifo);
                 state.codec = self.codec;
                 self.codec = update.codec;
-                self.jitter.reset();
-                self.jitter.set_clock_rate(update.codec.encoding.rate());
                 self.fifo_len = 0;
                 self.playback = None;
                 old = Some(state);
@@ -241,7 +253,7 @@ impl Leg {
         let codec_frame = self.codec.encoding.frame_samples();
         let mut decodes = 0;
         while self.fifo_len < codec_frame {
-            let room = FIFO - self.fifo_len;
+            let room = self.fifo.len() - self.fifo_len;
             let out = &mut self.fifo[self.fifo_len..];
             match self.jitter.pop() {
                 Pop::Packet { payload, .. } => {
@@ -389,6 +401,13 @@ impl Leg {
             jitter: self.jitter.stats(),
             ..self.stats
         }
+    }
+}
+
+fn max_payload(codec: Codec) -> usize {
+    match codec.encoding {
+        crate::Encoding::Pcmu | crate::Encoding::Pcma => MAX_G711_PAYLOAD,
+        crate::Encoding::Opus { .. } => MAX_PAYLOAD,
     }
 }
 

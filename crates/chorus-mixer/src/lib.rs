@@ -361,7 +361,7 @@ impl Default for MixerConfig {
             tick: Duration::from_millis(20),
             tick_slots: 4,
             jitter_target: 2,
-            jitter_capacity: 16,
+            jitter_capacity: 8,
             command_queue: 4096,
             event_queue: 4096,
             max_talkers: 4,

@@ -2,6 +2,7 @@
 //! 20 ms period, rooms spread over `tick_slots` slots so their packets don't all leave at the
 //! same instant.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub(crate) struct MediaThread {
     stats: Arc<[ThreadStats]>,
     stop: Arc<AtomicBool>,
     legs: Vec<Option<Box<Leg>>>,
+    /// Where each leg sits in `legs`: commands and injected packets find it in O(1).
+    by_id: HashMap<LegId, usize>,
     rooms: Vec<Room>,
     next_tick_slot: usize,
     recv_buf: Box<[u8; 2048]>,
@@ -59,6 +62,7 @@ impl MediaThread {
             stats,
             stop,
             legs: Vec::with_capacity(config.legs_per_thread_hint),
+            by_id: HashMap::with_capacity(config.legs_per_thread_hint),
             rooms: Vec::with_capacity(config.legs_per_thread_hint / 2 + 1),
             next_tick_slot: 0,
             recv_buf: Box::new([0; 2048]),
@@ -135,9 +139,7 @@ impl MediaThread {
     }
 
     fn slot_of(&self, id: LegId) -> Option<usize> {
-        self.legs
-            .iter()
-            .position(|l| l.as_ref().is_some_and(|l| l.id == id))
+        self.by_id.get(&id).copied()
     }
 
     fn apply(&mut self, command: Command) {
@@ -248,6 +250,7 @@ impl MediaThread {
 
     fn add_leg(&mut self, leg: Box<Leg>) {
         let room_id = leg.room;
+        let id = leg.id;
         let slot = match self.legs.iter().position(Option::is_none) {
             Some(free) => {
                 self.legs[free] = Some(leg);
@@ -258,6 +261,7 @@ impl MediaThread {
                 self.legs.len() - 1
             }
         };
+        self.by_id.insert(id, slot);
         let index = match self.rooms.iter().position(|r| r.id == room_id) {
             Some(i) => i,
             None => {
@@ -289,7 +293,7 @@ impl MediaThread {
 
     /// Detaches a leg from its room (the room ends with its last member, API.md §7.3).
     fn take_leg(&mut self, id: LegId) -> Option<Box<Leg>> {
-        let slot = self.slot_of(id)?;
+        let slot = self.by_id.remove(&id)?;
         let leg = self.legs[slot].take()?;
         if let Some(r) = self.rooms.iter().position(|r| r.id == leg.room) {
             let _ = self.rooms[r].remove(slot, &mut self.legs, &self.config);
