@@ -97,6 +97,11 @@ impl Decoder {
         }
     }
 
+    /// Decoding costs tens of microseconds (Opus), not tens of nanoseconds (G.711).
+    pub fn is_expensive(&self) -> bool {
+        matches!(self, Decoder::Opus(_))
+    }
+
     /// Opus conceals a lost frame with its own PLC; G.711 has none (the caller repeats and
     /// fades the last frame instead), so this returns `None` for it.
     pub fn conceal(&mut self, out: &mut [i16]) -> Option<usize> {

@@ -88,6 +88,8 @@ pub(crate) struct Leg {
     /// This tick's audio at the room rate, valid when `has_audio`.
     pub frame: Box<[i16; MAX_FRAME]>,
     pub has_audio: bool,
+    /// A frame (decoded or skipped) came off the jitter buffer this tick.
+    pub arrived: bool,
     /// Level the sender reported in its last packet (RFC 6464), dBov.
     pub reported_level: Option<f32>,
     pub talk: TalkDetector,
@@ -129,6 +131,7 @@ impl Leg {
             concealed_run: 0,
             frame: Box::new([0; MAX_FRAME]),
             has_audio: false,
+            arrived: false,
             reported_level: None,
             talk: TalkDetector::new(),
             contributed: false,
@@ -242,11 +245,14 @@ impl Leg {
         }
     }
 
-    /// Produces this tick's frame at the room rate. `skip` drops the audio undecoded (a quiet
-    /// listener whose reported level says there is nothing to hear). `scratch` holds a frame
-    /// at the codec rate. Returns the number of decoder runs.
+    /// Produces this tick's frame at the room rate. `skip` takes the audio off the jitter
+    /// buffer undecoded (a quiet listener: its reported level says there is nothing to hear,
+    /// or this is not one of its sampled ticks); `has_audio` then stays false and `arrived`
+    /// tells whether anything came. `scratch` holds a frame at the codec rate. Returns the
+    /// number of decoder runs.
     pub fn decode(&mut self, room_rate: u32, skip: bool, scratch: &mut [i16; MAX_FRAME]) -> u64 {
         self.has_audio = false;
+        self.arrived = false;
         if !self.flow.receive {
             return 0;
         }
@@ -311,6 +317,11 @@ impl Leg {
             }
         }
         if self.fifo_len == 0 {
+            return decodes;
+        }
+        self.arrived = true;
+        if skip {
+            self.fifo_len = self.fifo_len.saturating_sub(codec_frame);
             return decodes;
         }
         let take = self.fifo_len.min(codec_frame);

@@ -350,6 +350,9 @@ pub struct MixerConfig {
     pub opus_complexity: i32,
     /// `false` encodes once per member (the baseline other mixers use), for benchmarks.
     pub shared_encoding: bool,
+    /// A member that is neither talking nor mixed and reports no audio level has its Opus
+    /// packets decoded only every this many ticks, to watch for speech (1 = every tick).
+    pub quiet_decode_interval: u32,
     /// Capacity reserved up front for a thread's legs.
     pub legs_per_thread_hint: usize,
 }
@@ -368,6 +371,7 @@ impl Default for MixerConfig {
             talk: TalkConfig::default(),
             opus_complexity: 5,
             shared_encoding: true,
+            quiet_decode_interval: 4,
             legs_per_thread_hint: 1024,
         }
     }

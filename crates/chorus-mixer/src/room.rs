@@ -82,6 +82,7 @@ pub(crate) struct Room {
     mix_set: Vec<usize>,
     floor: Option<usize>,
     total: Box<[i32; MAX_FRAME]>,
+    ticks: u64,
 }
 
 /// Scratch buffers a thread lends to every room it runs.
@@ -116,6 +117,7 @@ impl Room {
             mix_set: Vec::with_capacity(max_talkers),
             floor: None,
             total: Box::new([0; MAX_FRAME]),
+            ticks: 0,
         }
     }
 
@@ -214,6 +216,7 @@ impl Room {
     ) -> TickCounts {
         let mut counts = TickCounts::default();
         let frame = (self.rate / 50) as usize;
+        self.ticks += 1;
         let talk = &config.talk;
 
         // Decode and detect talkers.
@@ -221,19 +224,26 @@ impl Room {
             let Some(leg) = legs[s].as_deref_mut() else {
                 continue;
             };
-            // With a sender-reported level (RFC 6464), a quiet member that is not mixed needs
-            // no decode at all: that is what keeps large rooms cheap.
-            let skip = match leg.reported_level {
-                Some(level) => {
-                    level < talk.start_dbov && !leg.talk.talking() && !self.mix_set.contains(&s)
-                }
-                None => false,
-            };
+            // A quiet member that is not mixed needs no decode when it reports its level
+            // (RFC 6464); without one, an expensive decoder (Opus) runs only on every
+            // `quiet_decode_interval`-th tick to watch for speech. That is what keeps rooms
+            // of listeners cheap.
+            let quiet = !leg.talk.talking() && !self.mix_set.contains(&s);
+            let sampled = leg.reported_level.is_none()
+                && quiet
+                && leg.decoder.is_expensive()
+                && config.quiet_decode_interval > 1
+                && (self.ticks + s as u64) % u64::from(config.quiet_decode_interval) != 0;
+            let skip = sampled
+                || leg
+                    .reported_level
+                    .is_some_and(|level| quiet && level < talk.start_dbov);
             counts.decodes += leg.decode(self.rate, skip, &mut scratch.decode);
-            let level = match (leg.has_audio, leg.reported_level) {
-                (false, _) => -127.0,
-                (true, Some(level)) => level,
-                (true, None) => frame_dbov(&leg.frame[..frame]),
+            let level = match (leg.reported_level, leg.arrived, leg.has_audio) {
+                _ if sampled => continue,
+                (Some(level), true, _) => level,
+                (None, true, true) => frame_dbov(&leg.frame[..frame]),
+                _ => -127.0,
             };
             if let Some(talking) = leg.talk.update(level, talk) {
                 notices(RoomNotice::Talking {

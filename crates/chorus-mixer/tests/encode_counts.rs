@@ -131,6 +131,8 @@ fn opus_room_shares_the_listener_encode_and_forks_a_new_talker() {
     let s = room.run(25);
     assert_eq!(s.encodes, 25 * 3, "{s:?}");
     assert_eq!(s.forks, 0, "{s:?}");
+    // Talkers are decoded every tick, the 8 quiet members one tick in four.
+    assert_eq!(s.decodes, 25 * (2 + 2), "{s:?}");
     // A listener starts talking: its private encoder continues the shared stream.
     room.sources[5] = Source::opus(Some(2000.0), 8000.0);
     let s = room.run(25);
