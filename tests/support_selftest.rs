@@ -48,6 +48,21 @@ fn analysis_tone_survives_ulaw_coding() {
 }
 
 #[test]
+fn analysis_alaw_known_code_words_and_round_trip() {
+    audio::alaw_known_code_words_and_round_trip();
+}
+
+#[test]
+fn analysis_alaw_agrees_with_the_engines_tables() {
+    audio::alaw_agrees_with_the_engines_tables();
+}
+
+#[test]
+fn analysis_tone_survives_alaw_coding() {
+    audio::tone_survives_alaw_coding();
+}
+
+#[test]
 fn analysis_ulaw_tone_file_has_whole_packets_and_the_tone() {
     audio::ulaw_tone_file_has_whole_packets_and_the_tone();
 }
@@ -65,6 +80,11 @@ fn rtp_header_round_trips_and_rejects_garbage() {
 #[test]
 fn media_endpoints_exchange_tones_at_50_packets_per_second() {
     common::media::selftest::media_endpoints_exchange_tones_at_50_packets_per_second();
+}
+
+#[test]
+fn media_endpoints_exchange_opus_and_pcma_tones() {
+    common::media::selftest::media_endpoints_exchange_opus_and_pcma_tones();
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! Audio helpers written independently of the engine: G.711 µ-law, tone synthesis, and tone
-//! detection (Goertzel). The tests must not share code with what they check, so nothing here
-//! comes from `chorus-media`.
+//! Audio helpers written independently of the engine: G.711 µ-law and A-law, tone synthesis,
+//! and tone detection (Goertzel). The tests must not share code with what they check, so
+//! nothing here comes from `chorus-media` (its A-law is only used to cross-check ours in a
+//! self-test). Opus is the exception, in `media.rs`: there is no second implementation.
 
 use std::f64::consts::PI;
 use std::path::Path;
@@ -51,6 +52,46 @@ pub fn ulaw_decode(code: u8) -> i16 {
     value as i16
 }
 
+/// ITU-T G.711 A-law encoding of one linear 16-bit sample (13 significant bits).
+pub fn alaw_encode(sample: i16) -> u8 {
+    const SEGMENT_END: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
+    let mut value = i32::from(sample) >> 3;
+    // Even bits are inverted on the line (G.711 §2.3); the sign bit is 1 for positive.
+    let mask: i32 = if value >= 0 {
+        0xD5
+    } else {
+        value = -value - 1;
+        0x55
+    };
+    let Some(segment) = SEGMENT_END.iter().position(|&end| value <= end) else {
+        return (0x7F ^ mask) as u8;
+    };
+    let shift = if segment < 2 { 1 } else { segment };
+    let code = ((segment as i32) << 4) | ((value >> shift) & 0x0F);
+    (code ^ mask) as u8
+}
+
+/// ITU-T G.711 A-law decoding of one code word to linear 16-bit.
+pub fn alaw_decode(code: u8) -> i16 {
+    let code = code ^ 0x55;
+    let mut magnitude = i32::from(code & 0x0F) << 4;
+    let segment = (code & 0x70) >> 4;
+    match segment {
+        0 => magnitude += 8,
+        1 => magnitude += 0x108,
+        _ => {
+            magnitude += 0x108;
+            magnitude <<= segment - 1;
+        }
+    }
+    let value = if code & 0x80 != 0 {
+        magnitude
+    } else {
+        -magnitude
+    };
+    value as i16
+}
+
 /// A steady sine tone; `amplitude` is a fraction of full scale (0.0–1.0).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tone {
@@ -63,9 +104,14 @@ impl Tone {
         Self { freq_hz, amplitude }
     }
 
-    /// Sample `n` (counted from the start of the stream) of this tone.
+    /// Sample `n` (counted from the start of the stream) of this tone at 8 kHz.
     pub fn sample(&self, n: u64) -> i16 {
-        let phase = 2.0 * PI * self.freq_hz * (n as f64) / f64::from(SAMPLE_RATE);
+        self.sample_at(n, SAMPLE_RATE)
+    }
+
+    /// Sample `n` of this tone at `rate` Hz (e.g. 48 kHz for Opus).
+    pub fn sample_at(&self, n: u64, rate: u32) -> i16 {
+        let phase = 2.0 * PI * self.freq_hz * (n as f64) / f64::from(rate);
         (self.amplitude * 32767.0 * phase.sin()).round() as i16
     }
 }
@@ -327,6 +373,63 @@ pub mod selftest {
         Expectation::new(&[1000.0], &[440.0])
             .check(&samples)
             .expect("µ-law noise stays far below the tone");
+    }
+
+    pub fn alaw_known_code_words_and_round_trip() {
+        assert_eq!(alaw_encode(0), 0xD5, "zero encodes to 0xD5");
+        assert_eq!(alaw_decode(0xD5), 8, "smallest positive step");
+        assert_eq!(alaw_decode(0x55), -8, "smallest negative step");
+        assert_eq!(alaw_encode(i16::MAX), 0xAA, "largest positive code word");
+        assert_eq!(alaw_decode(0xAA), 32256);
+        assert_eq!(alaw_encode(i16::MIN), 0x2A, "largest negative code word");
+        assert_eq!(alaw_decode(0x2A), -32256);
+        for x in i16::MIN..=i16::MAX {
+            let y = alaw_decode(alaw_encode(x));
+            let err = (i32::from(x) - i32::from(y)).abs();
+            // A-law keeps 4 mantissa bits: half a step is at most 1/32 of the magnitude,
+            // and 8 in the two linear segments.
+            let bound = (i32::from(x).abs() / 32).max(8) + 1;
+            assert!(
+                err <= bound || i32::from(x).abs() > 32256,
+                "x={x} decoded to {y}, error {err} > {bound}"
+            );
+            assert_eq!(
+                alaw_decode(alaw_encode(y)),
+                y,
+                "re-coding is stable for {x}"
+            );
+        }
+    }
+
+    /// Our A-law and the engine's (`ezk-g711` tables) are written independently; they must
+    /// agree bit for bit, so a PCMA failure in an end-to-end test is not a harness artefact.
+    pub fn alaw_agrees_with_the_engines_tables() {
+        use chorus_media::g711::Law;
+        for code in 0..=255u8 {
+            assert_eq!(
+                alaw_decode(code),
+                Law::A.decode_sample(code),
+                "decode {code:#04x}"
+            );
+        }
+        for x in i16::MIN..=i16::MAX {
+            assert_eq!(alaw_encode(x), Law::A.encode_sample(x), "encode {x}");
+        }
+    }
+
+    pub fn tone_survives_alaw_coding() {
+        let samples: Vec<i16> = tone_samples(Tone::new(1000.0, 0.3), 0, 16_000)
+            .into_iter()
+            .map(|s| alaw_decode(alaw_encode(s)))
+            .collect();
+        let db = level_db(&samples, 1000.0);
+        assert!(
+            (db - (-10.46)).abs() < 0.3,
+            "1000 Hz through A-law reads {db:.2}"
+        );
+        Expectation::new(&[1000.0], &[440.0])
+            .check(&samples)
+            .expect("A-law noise stays far below the tone");
     }
 
     pub fn ulaw_tone_file_has_whole_packets_and_the_tone() {

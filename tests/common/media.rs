@@ -1,6 +1,12 @@
 //! The RTP side of a test call: one UDP socket (symmetric RTP: we send from the port we
-//! advertise), a sender thread streaming 20 ms PCMU frames at absolute deadlines, and a
-//! receiver thread that decodes and timestamps everything that arrives.
+//! advertise), a sender thread streaming 20 ms frames (PCMU unless told otherwise: PCMA or
+//! Opus) at absolute deadlines, and a receiver thread that decodes and timestamps everything
+//! that arrives.
+//!
+//! Received audio is stored at 8 kHz whatever the codec, so the analysis in `audio.rs` applies
+//! to every call: Opus is decoded at 48 kHz and resampled to 8 kHz. Opus coding and that
+//! resampling use `chorus-media` (there is no independent Opus implementation to use); G.711
+//! stays the tests' own.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,10 +14,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::audio::{ulaw_decode, ulaw_encode, Tone, FRAME_SAMPLES};
+use chorus_media::opus::{OpusConfig, OpusDecoder, OpusEncoder, MAX_PACKET_BYTES};
+use chorus_media::resample::Resampler;
+
+use super::audio::{alaw_decode, alaw_encode, ulaw_decode, ulaw_encode, Tone, FRAME_SAMPLES};
 use super::LOCALHOST;
 
 pub const PCMU: u8 = 0;
+pub const PCMA: u8 = 8;
+/// Opus's RTP clock and the rate we encode and decode it at (RFC 7587 §4.1).
+pub const OPUS_RATE: u32 = 48_000;
+/// Samples (and RTP timestamp units) in one 20 ms Opus frame.
+pub const OPUS_FRAME_SAMPLES: usize = 960;
 const FRAME: Duration = Duration::from_millis(20);
 const RTP_HEADER_LEN: usize = 12;
 
@@ -29,9 +43,63 @@ impl Source {
     }
 
     fn sample(&self, n: u64) -> i16 {
+        self.sample_at(n, super::audio::SAMPLE_RATE)
+    }
+
+    /// Sample `n` of the source at `rate` Hz.
+    pub fn sample_at(&self, n: u64, rate: u32) -> i16 {
         match self {
             Source::Silence => 0,
-            Source::Tone(t) => t.sample(n),
+            Source::Tone(t) => t.sample_at(n, rate),
+        }
+    }
+}
+
+/// The codec a media endpoint sends, and decodes besides PCMU and PCMA (which are always
+/// decoded, by their static payload types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Pcmu,
+    Pcma,
+    /// Opus at the dynamic payload type negotiated in SDP.
+    Opus {
+        pt: u8,
+    },
+}
+
+impl Codec {
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Codec::Pcmu => PCMU,
+            Codec::Pcma => PCMA,
+            Codec::Opus { pt } => pt,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+            Codec::Opus { .. } => "Opus",
+        }
+    }
+
+    /// RTP timestamp units per 20 ms packet.
+    pub fn frame_ticks(self) -> u32 {
+        match self {
+            Codec::Pcmu | Codec::Pcma => FRAME_SAMPLES as u32,
+            Codec::Opus { .. } => OPUS_FRAME_SAMPLES as u32,
+        }
+    }
+
+    /// The codec for an SDP encoding name (as [`super::sdp::AudioSdp::encoding`] gives it)
+    /// at payload type `pt`; None for anything else.
+    pub fn from_encoding(encoding: &str, pt: u8) -> Option<Codec> {
+        match encoding.to_ascii_uppercase().as_str() {
+            "PCMU" => Some(Codec::Pcmu),
+            "PCMA" => Some(Codec::Pcma),
+            "OPUS" => Some(Codec::Opus { pt }),
+            _ => None,
         }
     }
 }
@@ -45,8 +113,11 @@ pub struct RxPacket {
     pub seq: u16,
     pub timestamp: u32,
     pub ssrc: u32,
-    /// Decoded audio for PCMU packets; empty for any other payload type.
+    /// Decoded audio at 8 kHz for PCMU, PCMA and (resampled) Opus packets; empty for any
+    /// other payload type.
     pub samples: Vec<i16>,
+    /// RTP payload length in bytes (after any padding is removed).
+    pub payload_len: usize,
 }
 
 /// A parsed RTP header (RFC 3550 §5.1) and the offset of the payload.
@@ -114,6 +185,7 @@ struct Shared {
     /// Where the sender sends; None until the far end's SDP is known.
     dest: Mutex<Option<SocketAddr>>,
     source: Mutex<Source>,
+    codec: Mutex<Codec>,
     sending: AtomicBool,
     sent: AtomicU64,
     received: Mutex<Vec<RxPacket>>,
@@ -140,6 +212,7 @@ impl Media {
             stop: AtomicBool::new(false),
             dest: Mutex::new(None),
             source: Mutex::new(source),
+            codec: Mutex::new(Codec::Pcmu),
             sending: AtomicBool::new(true),
             sent: AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
@@ -162,6 +235,15 @@ impl Media {
 
     pub fn set_dest(&self, dest: SocketAddr) {
         *lock(&self.shared.dest) = Some(dest);
+    }
+
+    /// What we send from now on (and which dynamic payload type is decoded as Opus).
+    pub fn set_codec(&self, codec: Codec) {
+        *lock(&self.shared.codec) = codec;
+    }
+
+    pub fn codec(&self) -> Codec {
+        *lock(&self.shared.codec)
     }
 
     pub fn set_source(&self, source: Source) {
@@ -197,7 +279,7 @@ impl Media {
         lock(&self.shared.received).last().map(|p| p.at)
     }
 
-    /// Decoded PCMU audio that arrived in `[from, to)`, in arrival order.
+    /// Decoded audio (8 kHz) that arrived in `[from, to)`, in arrival order.
     pub fn audio_between(&self, from: Instant, to: Instant) -> Vec<i16> {
         lock(&self.shared.received)
             .iter()
@@ -241,8 +323,45 @@ impl Drop for Media {
     }
 }
 
+/// Decodes received Opus to 8 kHz: libopus at 48 kHz, then the 48 → 8 kHz resampler.
+struct OpusReceiver {
+    ssrc: u32,
+    decoder: OpusDecoder,
+    resampler: Resampler,
+    wide: Vec<i16>,
+}
+
+impl OpusReceiver {
+    fn new(ssrc: u32) -> OpusReceiver {
+        OpusReceiver {
+            ssrc,
+            decoder: OpusDecoder::new(OPUS_RATE).expect("Opus decoder at 48 kHz"),
+            resampler: Resampler::new(OPUS_RATE, super::audio::SAMPLE_RATE)
+                .expect("48 kHz to 8 kHz resampler"),
+            // Room for the longest Opus packet (120 ms).
+            wide: vec![0; 6 * OPUS_FRAME_SAMPLES],
+        }
+    }
+
+    /// 8 kHz audio of one packet; empty if it does not decode (the test then hears a gap).
+    fn decode(&mut self, payload: &[u8]) -> Vec<i16> {
+        let Ok(n) = self.decoder.decode(payload, &mut self.wide, false) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(n / 6);
+        for frame in self.wide[..n].chunks_exact(OPUS_FRAME_SAMPLES) {
+            let mut narrow = [0i16; FRAME_SAMPLES];
+            if self.resampler.process(frame, &mut narrow).is_ok() {
+                out.extend_from_slice(&narrow);
+            }
+        }
+        out
+    }
+}
+
 fn receive_loop(socket: UdpSocket, shared: Arc<Shared>) {
     let mut buf = [0u8; 2048];
+    let mut opus: Option<OpusReceiver> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
@@ -252,13 +371,19 @@ fn receive_loop(socket: UdpSocket, shared: Arc<Shared>) {
         let Some(h) = RtpHeader::parse(&buf[..len]) else {
             continue; // RTCP or garbage is not audio
         };
-        let samples = if h.payload_type == PCMU {
-            buf[h.payload_offset..h.payload_end]
-                .iter()
-                .map(|&b| ulaw_decode(b))
-                .collect()
-        } else {
-            Vec::new()
+        let payload = &buf[h.payload_offset..h.payload_end];
+        let codec = *lock(&shared.codec);
+        let samples = match h.payload_type {
+            PCMU => payload.iter().map(|&b| ulaw_decode(b)).collect(),
+            PCMA => payload.iter().map(|&b| alaw_decode(b)).collect(),
+            pt if codec == (Codec::Opus { pt }) => {
+                // A new SSRC is a new stream: start from fresh decoder and filter state.
+                if opus.as_ref().is_none_or(|o| o.ssrc != h.ssrc) {
+                    opus = Some(OpusReceiver::new(h.ssrc));
+                }
+                opus.as_mut().map(|o| o.decode(payload)).unwrap_or_default()
+            }
+            _ => Vec::new(),
         };
         lock(&shared.received).push(RxPacket {
             at,
@@ -268,6 +393,7 @@ fn receive_loop(socket: UdpSocket, shared: Arc<Shared>) {
             timestamp: h.timestamp,
             ssrc: h.ssrc,
             samples,
+            payload_len: payload.len(),
         });
     }
 }
@@ -276,8 +402,11 @@ fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
     let ssrc: u32 = rand::random();
     let seq0: u16 = rand::random();
     let ts0: u32 = rand::random();
-    let mut packet = Vec::with_capacity(RTP_HEADER_LEN + FRAME_SAMPLES);
-    let mut payload = [0u8; FRAME_SAMPLES];
+    let mut packet = Vec::with_capacity(RTP_HEADER_LEN + MAX_PACKET_BYTES);
+    let mut payload = [0u8; MAX_PACKET_BYTES];
+    let mut pcm = [0i16; OPUS_FRAME_SAMPLES];
+    // Created on the first Opus frame; recreated after a switch away from and back to Opus.
+    let mut encoder: Option<OpusEncoder> = None;
     let start = Instant::now();
     let mut k: u64 = 0;
     let mut first = true;
@@ -295,18 +424,43 @@ fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
         let dest = *lock(&shared.dest);
         if let (Some(dest), true) = (dest, shared.sending.load(Ordering::Relaxed)) {
             let source = *lock(&shared.source);
-            let base = k * FRAME_SAMPLES as u64;
-            for (i, b) in payload.iter_mut().enumerate() {
-                *b = ulaw_encode(source.sample(base + i as u64));
-            }
+            let codec = *lock(&shared.codec);
+            // The stream's timestamps run at the codec's RTP clock: 8 kHz, or 48 kHz for Opus.
+            let base = k * u64::from(codec.frame_ticks());
+            let len = match codec {
+                Codec::Pcmu | Codec::Pcma => {
+                    encoder = None;
+                    let encode = if codec == Codec::Pcmu {
+                        ulaw_encode
+                    } else {
+                        alaw_encode
+                    };
+                    for (i, b) in payload[..FRAME_SAMPLES].iter_mut().enumerate() {
+                        *b = encode(source.sample(base + i as u64));
+                    }
+                    FRAME_SAMPLES
+                }
+                Codec::Opus { .. } => {
+                    for (i, s) in pcm.iter_mut().enumerate() {
+                        *s = source.sample_at(base + i as u64, OPUS_RATE);
+                    }
+                    let encoder = encoder.get_or_insert_with(|| {
+                        OpusEncoder::new(OPUS_RATE, OpusConfig::default())
+                            .expect("Opus encoder at 48 kHz")
+                    });
+                    encoder
+                        .encode(&pcm, &mut payload)
+                        .expect("a 960-sample frame encodes into MAX_PACKET_BYTES")
+                }
+            };
             write_rtp(
                 &mut packet,
                 first,
-                PCMU,
+                codec.payload_type(),
                 seq0.wrapping_add(k as u16),
                 ts0.wrapping_add(base as u32),
                 ssrc,
-                &payload,
+                &payload[..len],
             );
             if socket.send_to(&packet, dest).is_ok() {
                 shared.sent.fetch_add(1, Ordering::Relaxed);
@@ -363,5 +517,49 @@ pub mod selftest {
             vec![b.local],
             "symmetric RTP: b sends from its own port"
         );
+    }
+
+    /// The same through Opus (48 kHz, resampled to 8 kHz on receipt) and A-law: the
+    /// endpoints' own coding must not cost a test its tone or its 20 dB rejection.
+    pub fn media_endpoints_exchange_opus_and_pcma_tones() {
+        for (codec, ticks) in [(Codec::Opus { pt: 109 }, 960u32), (Codec::Pcma, 160)] {
+            let a = Media::start(Source::tone(440.0)).expect("media a");
+            let b = Media::start(Source::tone(1000.0)).expect("media b");
+            a.set_codec(codec);
+            b.set_codec(codec);
+            a.set_dest(b.local);
+            b.set_dest(a.local);
+            std::thread::sleep(Duration::from_millis(200));
+            let t0 = Instant::now();
+            std::thread::sleep(Duration::from_millis(1000));
+            let t1 = Instant::now();
+            let packets = b.packets_between(t0, t1);
+            assert!(
+                (45..=55).contains(&packets.len()),
+                "{codec:?}: {} packets",
+                packets.len()
+            );
+            assert!(packets.iter().all(
+                |p| p.payload_type == codec.payload_type() && p.samples.len() == FRAME_SAMPLES
+            ));
+            assert!(
+                packets
+                    .windows(2)
+                    .all(|w| w[1].timestamp.wrapping_sub(w[0].timestamp)
+                        == ticks * u32::from(w[1].seq.wrapping_sub(w[0].seq))),
+                "{codec:?}: timestamps step by {ticks}"
+            );
+            for (listener, hear, not) in [(&b, 440.0, 1000.0), (&a, 1000.0, 440.0)] {
+                let audio = listener.audio_between(t0, t1);
+                crate::common::Expectation::new(&[hear], &[not])
+                    .check(&audio)
+                    .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+                let db = crate::common::level_db(&audio, hear);
+                assert!(
+                    (db - (-10.46)).abs() < 1.5,
+                    "{codec:?}: {hear} Hz reads {db:.2} dBFS"
+                );
+            }
+        }
     }
 }

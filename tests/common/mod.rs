@@ -504,8 +504,9 @@ pub fn steady_window(settle: Duration, len: Duration) -> (Instant, Instant) {
     (start, Instant::now())
 }
 
-/// Asserts that `call` received a steady 50 packets/s stream in `window` and heard every
-/// frequency of `hear` clearly and none of `not_hear` (see [`Expectation`]).
+/// Asserts that `call` received a steady 50 packets/s stream of its negotiated codec in
+/// `window` and heard every frequency of `hear` clearly and none of `not_hear` (see
+/// [`Expectation`]).
 pub fn assert_hears(
     label: &str,
     call: &Call,
@@ -516,13 +517,15 @@ pub fn assert_hears(
     let (from, to) = window;
     let expected = to.duration_since(from).as_secs_f64() * 50.0;
     let packets = call.media.packets_between(from, to);
-    let pcmu = packets
+    let codec = call.media.codec();
+    let in_codec = packets
         .iter()
-        .filter(|p| p.payload_type == media::PCMU)
+        .filter(|p| p.payload_type == codec.payload_type())
         .count();
     assert!(
-        pcmu as f64 >= 0.8 * expected,
-        "{label}: {pcmu} PCMU packets ({} in all) in {:?}, expected about {expected:.0}",
+        in_codec as f64 >= 0.8 * expected,
+        "{label}: {in_codec} {} packets ({} in all) in {:?}, expected about {expected:.0}",
+        codec.name(),
         packets.len(),
         to.duration_since(from)
     );
@@ -538,7 +541,8 @@ pub fn assert_hears(
             .join(", ")
     };
     eprintln!(
-        "{label}: {pcmu} packets; hears [{}]; not [{}]",
+        "{label}: {in_codec} {} packets; hears [{}]; not [{}]",
+        codec.name(),
         levels(hear),
         levels(not_hear)
     );

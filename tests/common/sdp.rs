@@ -31,6 +31,8 @@ pub struct AudioSdp {
     pub payloads: Vec<u8>,
     /// `(payload type, "encoding/rate")` from a=rtpmap lines.
     pub rtpmaps: Vec<(u8, String)>,
+    /// `(payload type, "parameters")` from a=fmtp lines.
+    pub fmtps: Vec<(u8, String)>,
     pub direction: Direction,
     pub ptime: Option<u32>,
 }
@@ -50,6 +52,22 @@ impl AudioSdp {
             8 => Some("PCMA".into()),
             _ => None,
         }
+    }
+
+    /// The full a=rtpmap text of a payload type (`"opus/48000/2"`), if given.
+    pub fn rtpmap(&self, pt: u8) -> Option<&str> {
+        self.rtpmaps
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, m)| m.as_str())
+    }
+
+    /// The a=fmtp parameters of a payload type, if given.
+    pub fn fmtp(&self, pt: u8) -> Option<&str> {
+        self.fmtps
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, f)| f.as_str())
     }
 
     /// The first payload type on the m= line that is a codec rather than telephone-event.
@@ -76,6 +94,7 @@ impl AudioSdp {
         let mut port = None;
         let mut payloads = Vec::new();
         let mut rtpmaps = Vec::new();
+        let mut fmtps = Vec::new();
         let mut session_direction = Direction::SendRecv;
         let mut media_direction = None;
         let mut ptime = None;
@@ -133,6 +152,12 @@ impl AudioSdp {
                                 rtpmaps.push((pt, enc.to_string()));
                             }
                         }
+                    } else if name == "fmtp" && in_audio {
+                        let arg = arg.trim();
+                        let (pt, params) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
+                        if let Ok(pt) = pt.parse() {
+                            fmtps.push((pt, params.trim().to_string()));
+                        }
                     } else if name == "ptime" {
                         ptime = arg.trim().parse().ok();
                     }
@@ -150,6 +175,7 @@ impl AudioSdp {
             port: port.ok_or_else(|| format!("bad m=audio port in SDP:\n{body}"))?,
             payloads,
             rtpmaps,
+            fmtps,
             direction: media_direction.unwrap_or(session_direction),
             ptime,
         })
@@ -157,7 +183,9 @@ impl AudioSdp {
 }
 
 /// Our SDP: one audio stream at `rtp` offering `codecs` (static payload types with their
-/// names, e.g. `(0, "PCMU")`), plus telephone-event 101 when asked.
+/// names, e.g. `(0, "PCMU")`, or dynamic ones with their full rtpmap text, e.g.
+/// `(109, "opus/48000/2")`), plus telephone-event 101 when asked. Opus is offered the way
+/// browsers do, with `minptime=10;useinbandfec=1`.
 pub fn write(
     rtp: SocketAddr,
     session_version: u64,
@@ -177,7 +205,14 @@ pub fn write(
         pts = pts.join(" ")
     );
     for (pt, name) in codecs {
-        sdp.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
+        if name.contains('/') {
+            sdp.push_str(&format!("a=rtpmap:{pt} {name}\r\n"));
+        } else {
+            sdp.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
+        }
+        if name.to_ascii_lowercase().starts_with("opus/") {
+            sdp.push_str(&format!("a=fmtp:{pt} minptime=10;useinbandfec=1\r\n"));
+        }
     }
     if telephone_event {
         sdp.push_str("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n");
@@ -227,5 +262,20 @@ pub mod selftest {
             "session level applies, video ignored"
         );
         assert!(AudioSdp::parse("v=0\r\n").is_err());
+
+        let opus = write(
+            "127.0.0.1:30000".parse().expect("literal"),
+            1,
+            &[(109, "opus/48000/2"), (0, "PCMU")],
+            false,
+            Direction::SendRecv,
+        );
+        let parsed = AudioSdp::parse(&opus).expect("parses");
+        assert_eq!(parsed.payloads, vec![109, 0]);
+        assert_eq!(parsed.encoding(109).as_deref(), Some("OPUS"));
+        assert_eq!(parsed.rtpmap(109), Some("opus/48000/2"));
+        assert_eq!(parsed.rtpmap(0), Some("PCMU/8000"));
+        assert_eq!(parsed.fmtp(109), Some("minptime=10;useinbandfec=1"));
+        assert_eq!(parsed.fmtp(0), None);
     }
 }

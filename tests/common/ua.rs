@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
-use super::media::{Media, Source};
+use super::media::{Codec, Media, Source};
 use super::sdp::{self, AudioSdp, Direction};
 use super::LOCALHOST;
 
@@ -552,14 +552,30 @@ pub fn stream_frame_len(buf: &[u8]) -> Option<usize> {
     (buf.len() >= head_end + content_length).then_some(head_end + content_length)
 }
 
+/// Codecs a call can offer, for [`CallOptions::codecs`]: G.711 at its static payload types,
+/// Opus at a dynamic one (RFC 7587 §7). 109 rather than the engine's own 111, so an answer
+/// that does not reuse the offer's number (RFC 3264 §6.1) shows.
+pub const OFFER_PCMU: (u8, &str) = (0, "PCMU");
+pub const OFFER_PCMA: (u8, &str) = (8, "PCMA");
+pub const OFFER_OPUS: (u8, &str) = (109, "opus/48000/2");
+
+/// The codec our media uses for an answer (or offer) from the engine: its first codec, if we
+/// speak it.
+fn media_codec(sdp: &AudioSdp) -> Option<Codec> {
+    let pt = sdp.first_codec()?;
+    Codec::from_encoding(&sdp.encoding(pt)?, pt)
+}
+
 /// How a test call is placed.
 #[derive(Clone, Debug)]
 pub struct CallOptions {
     pub room: String,
     pub source: Source,
     pub transport: Transport,
-    /// Codecs offered, as (static payload type, name). Empty = late offer: an INVITE without
-    /// SDP, the engine offers in its 200 and we answer in the ACK.
+    /// Codecs offered, as (static payload type, name) or (dynamic payload type, rtpmap), see
+    /// [`OFFER_OPUS`]. Empty = late offer: an INVITE without SDP, the engine offers in its
+    /// 200 and we answer in the ACK (PCMU). The media sends and decodes the codec the engine
+    /// answers first when it is PCMU, PCMA or Opus (else PCMU).
     pub codecs: Vec<(u8, &'static str)>,
     pub telephone_event: bool,
     /// The RTP address our SDP advertises; None = the media socket's own. With
@@ -701,6 +717,11 @@ impl Call {
         );
         ua.send_raw(ack.as_bytes())?;
         ua.remember_ack(&call_id, ack.as_bytes());
+        if !late_offer {
+            if let Some(codec) = media_codec(&remote_sdp) {
+                media.set_codec(codec);
+            }
+        }
         media.set_dest(options.send_rtp_to.unwrap_or(remote_sdp.rtp_addr()));
         Ok(Ok(Call {
             ua,
@@ -783,6 +804,9 @@ impl Call {
         }
         let sdp = AudioSdp::parse(&String::from_utf8_lossy(&response.body)).ok();
         if let Some(sdp) = &sdp {
+            if let Some(codec) = media_codec(sdp) {
+                self.media.set_codec(codec);
+            }
             self.media
                 .set_dest(self.send_rtp_to.unwrap_or(sdp.rtp_addr()));
         }

@@ -233,7 +233,7 @@ impl Room {
                 && quiet
                 && leg.decoder.is_expensive()
                 && config.quiet_decode_interval > 1
-                && (self.ticks + s as u64) % u64::from(config.quiet_decode_interval) != 0;
+                && !(self.ticks + s as u64).is_multiple_of(u64::from(config.quiet_decode_interval));
             let skip = sampled
                 || leg
                     .reported_level
