@@ -1,11 +1,14 @@
 //! The REST error type: each variant maps to one status, and every body is JSON with `error`
-//! and `api_id` (API.md §3, §4.2).
+//! and `api_id` (API.md §3, §4.2). The unknown-route 404 is not an [`ApiError`]: it is the
+//! gateway's plain `{"message":"Not Found"}` (API.md §4).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use thiserror::Error;
 
+use crate::control::ControlError;
+use crate::params::BodyError;
 use crate::Dialect;
 
 #[derive(Debug, Error)]
@@ -14,28 +17,101 @@ pub enum ApiError {
     /// a caller cannot tell which ids exist.
     #[error("authentication failed")]
     Unauthorized { dialect: Dialect },
+    /// A known path with a method it does not serve.
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: Vec<Method> },
+    #[error("conference not found")]
+    ConferenceNotFound,
+    #[error("member not found")]
+    MemberNotFound,
+    #[error("missing parameter: {0}")]
+    MissingParameter(&'static str),
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParameter {
+        name: &'static str,
+        reason: &'static str,
+    },
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("request body too large (limit {limit} bytes)")]
+    BodyTooLarge { limit: usize },
+    #[error("could not read the request body")]
+    BodyUnreadable,
+    /// The engine refused a well-formed request ([`ControlError::Invalid`]).
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine cannot serve this now ([`ControlError::Unavailable`]); the message is shown.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The engine failed; the detail is logged, not shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::ConferenceNotFound | ApiError::MemberNotFound => StatusCode::NOT_FOUND,
+            ApiError::MissingParameter(_)
+            | ApiError::InvalidParameter { .. }
+            | ApiError::Body(_)
+            | ApiError::BodyUnreadable
+            | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body, under the request's `api_id`.
+    pub fn body(&self, api_id: &str) -> serde_json::Value {
+        serde_json::json!({ "api_id": api_id, "error": self.to_string() })
+    }
+
+    /// The full response, under the request's `api_id`.
+    pub fn response(&self, api_id: &str) -> Response {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(api_id, detail = %detail, "engine failed a REST request");
+        }
+        let mut response = (self.status(), Json(self.body(api_id))).into_response();
+        match self {
+            ApiError::Unauthorized {
+                dialect: Dialect::Plivo,
+            } => {
+                // API.md §3 [DECISION]: challenge Basic on the Plivo prefix.
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"api\""),
+                );
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                let allow: Vec<&str> = allow.iter().map(Method::as_str).collect();
+                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::ConferenceNotFound => ApiError::ConferenceNotFound,
+            ControlError::MemberNotFound => ApiError::MemberNotFound,
+            ControlError::Invalid(m) => ApiError::Invalid(m),
+            ControlError::Unavailable(m) => ApiError::Unavailable(m),
+            ControlError::Internal(m) => ApiError::Internal(m),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match self {
-            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-        };
-        let body = serde_json::json!({
-            "api_id": crate::new_api_id(),
-            "error": self.to_string(),
-        });
-        let mut response = (status, Json(body)).into_response();
-        if let ApiError::Unauthorized {
-            dialect: Dialect::Plivo,
-        } = self
-        {
-            // API.md §3 [DECISION]: challenge Basic on the Plivo prefix.
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"api\""),
-            );
-        }
-        response
+        self.response(&crate::new_api_id())
     }
 }

@@ -3,18 +3,49 @@
 //! [`router`] builds the whole HTTP surface from [`ApiState`]; the binary serves it:
 //! - `GET /healthz` (the process answers) and `GET /readyz` (every component — SIP, RTP,
 //!   HTTP — is up and the engine is not draining);
-//! - the REST dialects of API.md §4 under `/api/v1/Account/{auth_id}/` (Vobiz) and
+//! - `GET /openapi.json`: the OpenAPI 3.0 document of the REST surface (no auth);
+//! - the 16 conference routes of API.md §4 under `/api/v1/Account/{auth_id}/` (Vobiz) and
 //!   `/v1/Account/{auth_id}/` (Plivo), both taking `X-Auth-ID`/`X-Auth-Token` or HTTP Basic
-//!   (see [`auth`]). So far: the conference list (§5.1).
+//!   (see [`auth`]).
 //!
-//! The engine is reached through the [`ConferenceDirectory`] trait; this crate never touches
-//! SIP or RTP itself.
+//! The REST routes are not axum routes: one fallback handler matches the raw path against
+//! the route table ([`routes::ROUTES`]), so fixed segments match in any case, the trailing
+//! slash is optional and the percent-decoded conference name keeps its case (API.md §2,
+//! §15.1). Unknown paths get the gateway's plain 404 `{"message":"Not Found"}`; a known path
+//! with another method gets 405 with `Allow`; every other error is `{"error","api_id"}`
+//! ([`ApiError`]). Bodies are parsed leniently ([`params`]); a request carrying
+//! `callback_url` answers at once and its result is delivered through a [`CallbackSink`]
+//! (API.md §6).
+//!
+//! The engine is reached through the [`ConferenceControl`] trait; this crate never touches
+//! SIP or RTP itself. Invariant: no request input panics; bad input gets a 4xx.
 //!
 //! ```
-//! use chorus_api::{router, ApiState, Accounts, Readiness, ConferenceDirectory};
+//! use chorus_api::{router, ApiState, Accounts, Readiness, ConferenceControl, ConferenceInfo,
+//!     ControlError, BoxFuture, MemberSelector, MemberAction, RecordRequest, RecordingStarted};
 //! struct NoRooms;
-//! impl ConferenceDirectory for NoRooms {
+//! impl ConferenceControl for NoRooms {
 //!     fn list(&self, _account: &str) -> Vec<String> { Vec::new() }
+//!     fn get(&self, _: &str, _: &str) -> Option<ConferenceInfo> { None }
+//!     fn hangup_conference<'a>(&'a self, _: &'a str, _: &'a str)
+//!         -> BoxFuture<'a, Result<(), ControlError>> {
+//!         Box::pin(async { Err(ControlError::ConferenceNotFound) })
+//!     }
+//!     fn hangup_all<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+//!         Box::pin(async { Ok(()) })
+//!     }
+//!     fn member_action<'a>(&'a self, _: &'a str, _: &'a str, _: MemberSelector, _: MemberAction)
+//!         -> BoxFuture<'a, Result<Vec<String>, ControlError>> {
+//!         Box::pin(async { Err(ControlError::ConferenceNotFound) })
+//!     }
+//!     fn record_start<'a>(&'a self, _: &'a str, _: &'a str, _: RecordRequest)
+//!         -> BoxFuture<'a, Result<RecordingStarted, ControlError>> {
+//!         Box::pin(async { Err(ControlError::ConferenceNotFound) })
+//!     }
+//!     fn record_stop<'a>(&'a self, _: &'a str, _: &'a str)
+//!         -> BoxFuture<'a, Result<(), ControlError>> {
+//!         Box::pin(async { Err(ControlError::ConferenceNotFound) })
+//!     }
 //! }
 //! let readiness = Readiness::new(&["sip", "rtp", "http"]);
 //! let app: axum::Router = router(ApiState::new(readiness.clone(), Accounts::default(), NoRooms));
@@ -22,17 +53,29 @@
 //! ```
 
 pub mod auth;
+pub mod callback;
+pub mod control;
 mod error;
+pub mod openapi;
+pub mod params;
+mod rest;
+pub mod routes;
 
 pub use auth::{Accounts, Credential};
+pub use callback::{CallbackMethod, CallbackRequest, CallbackSink, HttpCallbackSink};
+pub use control::{
+    BoxFuture, ConferenceControl, ConferenceInfo, ControlError, MemberAction, MemberInfo,
+    MemberSelector, RecordRequest, RecordingStarted, Voice,
+};
 pub use error::ApiError;
+pub use rest::MAX_BODY_BYTES;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -83,36 +126,43 @@ struct ReadyBody {
     components: BTreeMap<&'static str, bool>,
 }
 
-/// What the REST routes need to know about live conferences.
-pub trait ConferenceDirectory: Send + Sync + 'static {
-    /// Names of the account's running rooms.
-    fn list(&self, account: &str) -> Vec<String>;
-}
-
 /// Everything the router serves from.
 #[derive(Clone)]
 pub struct ApiState {
     readiness: Readiness,
     accounts: Arc<Accounts>,
-    conferences: Arc<dyn ConferenceDirectory>,
+    control: Arc<dyn ConferenceControl>,
+    callbacks: Arc<dyn CallbackSink>,
 }
 
 impl ApiState {
-    pub fn new(
-        readiness: Readiness,
-        accounts: Accounts,
-        conferences: impl ConferenceDirectory,
-    ) -> Self {
+    /// Async-mode results go out over HTTP ([`HttpCallbackSink`]); see
+    /// [`ApiState::with_callback_sink`] to replace it.
+    pub fn new(readiness: Readiness, accounts: Accounts, control: impl ConferenceControl) -> Self {
+        let callbacks: Arc<dyn CallbackSink> = match HttpCallbackSink::new() {
+            Ok(sink) => Arc::new(sink),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the callback HTTP client; async-mode results will be dropped");
+                Arc::new(callback::DroppingSink)
+            }
+        };
         Self {
             readiness,
             accounts: Arc::new(accounts),
-            conferences: Arc::new(conferences),
+            control: Arc::new(control),
+            callbacks,
         }
+    }
+
+    /// Sends async-mode results (API.md §6) to `sink` instead.
+    pub fn with_callback_sink(mut self, sink: impl CallbackSink) -> Self {
+        self.callbacks = Arc::new(sink);
+        self
     }
 }
 
 /// Which REST dialect a request came in on; decides dialect-specific details such as the
-/// `WWW-Authenticate` challenge (API.md §3).
+/// `WWW-Authenticate` challenge (API.md §3) and the record-start answer (§15.10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     Vobiz,
@@ -121,23 +171,11 @@ pub enum Dialect {
 
 /// The HTTP router over the given state.
 pub fn router(state: ApiState) -> Router {
-    let rest = |dialect: Dialect| {
-        Router::new()
-            .route(
-                "/Conference/",
-                get(move |s, p, h| list_conferences(s, p, h, dialect)),
-            )
-            .route(
-                "/Conference",
-                get(move |s, p, h| list_conferences(s, p, h, dialect)),
-            )
-    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .nest("/api/v1/Account/{auth_id}", rest(Dialect::Vobiz))
-        .nest("/v1/Account/{auth_id}", rest(Dialect::Plivo))
-        .fallback(not_found)
+        .route("/openapi.json", get(openapi_json))
+        .fallback(rest::dispatch)
         .with_state(state)
 }
 
@@ -145,32 +183,15 @@ fn new_api_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// API.md §4: an unknown route gets the gateway's plain 404, unlike an unknown room.
-async fn not_found() -> Response {
+static OPENAPI: LazyLock<String> = LazyLock::new(|| openapi::document().to_string());
+
+async fn openapi_json() -> Response {
     (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({ "message": "Not Found" })),
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI.as_str(),
     )
         .into_response()
-}
-
-async fn list_conferences(
-    State(state): State<ApiState>,
-    Path(auth_id): Path<String>,
-    headers: axum::http::HeaderMap,
-    dialect: Dialect,
-) -> Result<Response, ApiError> {
-    let account = state
-        .accounts
-        .authenticate(&headers, &auth_id)
-        .ok_or(ApiError::Unauthorized { dialect })?;
-    let mut conferences = state.conferences.list(&account.auth_id);
-    conferences.sort();
-    Ok((
-        StatusCode::OK,
-        Json(serde_json::json!({ "api_id": new_api_id(), "conferences": conferences })),
-    )
-        .into_response())
 }
 
 async fn healthz() -> Response {
@@ -205,44 +226,56 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    struct Fixed(Vec<(&'static str, &'static str)>);
-    impl ConferenceDirectory for Fixed {
-        fn list(&self, account: &str) -> Vec<String> {
-            self.0
-                .iter()
-                .filter(|(a, _)| *a == account)
-                .map(|(_, n)| n.to_string())
-                .collect()
+    struct NoRooms;
+    impl ConferenceControl for NoRooms {
+        fn list(&self, _: &str) -> Vec<String> {
+            Vec::new()
+        }
+        fn get(&self, _: &str, _: &str) -> Option<ConferenceInfo> {
+            None
+        }
+        fn hangup_conference<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), ControlError>> {
+            Box::pin(async { Err(ControlError::ConferenceNotFound) })
+        }
+        fn hangup_all<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn member_action<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: MemberSelector,
+            _: MemberAction,
+        ) -> BoxFuture<'a, Result<Vec<String>, ControlError>> {
+            Box::pin(async { Err(ControlError::ConferenceNotFound) })
+        }
+        fn record_start<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: RecordRequest,
+        ) -> BoxFuture<'a, Result<RecordingStarted, ControlError>> {
+            Box::pin(async { Err(ControlError::ConferenceNotFound) })
+        }
+        fn record_stop<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), ControlError>> {
+            Box::pin(async { Err(ControlError::ConferenceNotFound) })
         }
     }
 
     fn app(readiness: Readiness) -> Router {
-        let accounts = Accounts::new(vec![
-            Credential {
-                auth_id: "MA_ONE".into(),
-                auth_token: "one".into(),
-            },
-            Credential {
-                auth_id: "MA_TWO".into(),
-                auth_token: "two".into(),
-            },
-        ]);
-        router(ApiState::new(
-            readiness,
-            accounts,
-            Fixed(vec![
-                ("MA_ONE", "sales"),
-                ("MA_ONE", "My Room"),
-                ("MA_TWO", "other"),
-            ]),
-        ))
+        router(ApiState::new(readiness, Accounts::default(), NoRooms))
     }
 
     async fn get_status(app: Router, path: &str) -> (StatusCode, serde_json::Value) {
-        get_with(app, Request::get(path).body(Body::empty()).unwrap()).await
-    }
-
-    async fn get_with(app: Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
         let response = app.oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -281,63 +314,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn conference_list_shows_only_the_accounts_rooms_in_both_dialects() {
-        let request = Request::get("/api/v1/Account/MA_ONE/Conference/")
-            .header("X-Auth-ID", "MA_ONE")
-            .header("X-Auth-Token", "one")
-            .body(Body::empty())
-            .unwrap();
-        let (status, body) = get_with(app(Readiness::new(&[])), request).await;
+    async fn openapi_document_is_served_without_auth() {
+        let (status, body) = get_status(app(Readiness::new(&[])), "/openapi.json").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["conferences"], serde_json::json!(["My Room", "sales"]));
-        assert_eq!(
-            body.as_object().unwrap().len(),
-            2,
-            "exactly api_id and conferences"
-        );
-        assert!(body["api_id"].is_string());
-
-        use base64::Engine as _;
-        let basic = base64::engine::general_purpose::STANDARD.encode("MA_TWO:two");
-        let request = Request::get("/v1/Account/MA_TWO/Conference")
-            .header("Authorization", format!("Basic {basic}"))
-            .body(Body::empty())
-            .unwrap();
-        let (status, body) = get_with(app(Readiness::new(&[])), request).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["conferences"], serde_json::json!(["other"]));
-    }
-
-    #[tokio::test]
-    async fn cross_account_or_bad_credentials_get_the_same_401() {
-        use base64::Engine as _;
-        for (creds, path) in [
-            ("MA_TWO:two", "/v1/Account/MA_ONE/Conference/"),
-            ("MA_ONE:wrong", "/v1/Account/MA_ONE/Conference/"),
-            ("MA_NOBODY:one", "/v1/Account/MA_NOBODY/Conference/"),
-        ] {
-            let basic = base64::engine::general_purpose::STANDARD.encode(creds);
-            let request = Request::get(path)
-                .header("Authorization", format!("Basic {basic}"))
-                .body(Body::empty())
-                .unwrap();
-            let (status, body) = get_with(app(Readiness::new(&[])), request).await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{creds} {path}");
-            assert_eq!(body["error"], "authentication failed");
-        }
-        let (status, body) = get_status(
-            app(Readiness::new(&[])),
-            "/api/v1/Account/MA_ONE/Conference/",
-        )
-        .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(body["api_id"].is_string());
-    }
-
-    #[tokio::test]
-    async fn unknown_route_is_the_plain_404() {
-        let (status, body) = get_status(app(Readiness::new(&[])), "/v1/Account/MA_ONE/Nope/").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(body, serde_json::json!({ "message": "Not Found" }));
+        assert_eq!(body["openapi"], "3.0.3");
+        assert_eq!(body["paths"].as_object().unwrap().len(), 18);
     }
 }

@@ -12,7 +12,7 @@ use chorus_sip::{
 use tokio::sync::{mpsc, watch};
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::rooms::RoomKey;
+use crate::rooms::{Member, MemberCommand, RoomKey};
 use crate::sip_driver::{CallEvent, SipCommand};
 use crate::Shared;
 
@@ -33,7 +33,7 @@ pub(crate) fn spawn(
     tokio::spawn(
         async move {
             let guard = ActiveCall(shared.clone());
-            run(shared, incoming, events, stop).await;
+            run(shared, call_uuid, incoming, events, stop).await;
             drop(guard);
         }
         .instrument(span),
@@ -97,6 +97,7 @@ fn leg_update(n: &Negotiated) -> LegUpdate {
 
 async fn run(
     shared: Arc<Shared>,
+    call_uuid: uuid::Uuid,
     incoming: IncomingCall,
     mut events: mpsc::UnboundedReceiver<CallEvent>,
     mut stop: watch::Receiver<bool>,
@@ -168,10 +169,30 @@ async fn run(
         account,
         name: room.clone(),
     };
-    let entry = shared.rooms.join(key.clone(), &shared.mixer);
+    let codec_rate = spec.codec.encoding.rate();
+    let (member_tx, mut member_rx) = mpsc::unbounded_channel();
+    let member_id = shared.rooms.next_member_id();
+    let member = Member {
+        id: member_id,
+        leg,
+        call_uuid: call_uuid.to_string(),
+        from: user_part(&incoming.from),
+        to: room.clone(),
+        caller_name: String::new(),
+        inbound: true,
+        joined: std::time::Instant::now(),
+        flags: Default::default(),
+        codec_rate,
+        commands: member_tx,
+    };
+    let (room_id, thread) = shared.rooms.join(key.clone(), &shared.mixer, member);
+    let entry = Entry {
+        id: room_id,
+        thread,
+    };
     if let Err(error) = shared.mixer.add_leg(entry.thread, entry.id, spec) {
         warn!(%error, "media thread refused the leg");
-        shared.rooms.leave(&key, entry.id);
+        shared.rooms.leave(&key, entry.id, member_id);
         reject(SERVICE_UNAVAILABLE);
         return;
     }
@@ -179,11 +200,16 @@ async fn run(
     info!(room = %room, rtp_port = local_port, from = %incoming.from, "call joined room");
 
     let update = |n: &Negotiated| {
-        if let Err(error) = shared.mixer.update_leg(entry.thread, leg, leg_update(n)) {
+        let update = leg_update(n);
+        if let Err(error) = shared.mixer.update_leg(entry.thread, leg, update) {
             warn!(%error, "cannot update leg");
         }
+        shared.rooms.update_member(&key, member_id, |m| {
+            m.codec_rate = update.codec.encoding.rate();
+        });
     };
     let mut hanging_up = false;
+    let mut in_room = true;
     let reason = loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -211,13 +237,55 @@ async fn run(
                     hang_up(&shared, call, &mut hanging_up);
                 }
             }
+            Some(command) = member_rx.recv() => match command {
+                MemberCommand::Hangup => hang_up(&shared, call, &mut hanging_up),
+                MemberCommand::Kick => {
+                    // A kick ends only the conference; with the default flow nothing follows
+                    // it, so the call ends too.
+                    if in_room {
+                        leave_room(&shared, &key, entry, leg, member_id);
+                        in_room = false;
+                        info!(room = %room, member_id, "kicked");
+                    }
+                    hang_up(&shared, call, &mut hanging_up);
+                }
+            },
         }
     };
+    if in_room {
+        leave_room(&shared, &key, entry, leg, member_id);
+    }
+    info!(room = %room, ?reason, "call ended");
+}
+
+/// Where the call's leg lives.
+#[derive(Clone, Copy)]
+struct Entry {
+    id: chorus_mixer::RoomId,
+    thread: usize,
+}
+
+fn leave_room(shared: &Shared, key: &RoomKey, entry: Entry, leg: LegId, member_id: u64) {
     if let Err(error) = shared.mixer.remove_leg(entry.thread, leg) {
         warn!(%error, "cannot remove leg");
     }
-    shared.rooms.leave(&key, entry.id);
-    info!(room = %room, ?reason, "call ended");
+    shared.rooms.leave(key, entry.id, member_id);
+}
+
+/// `sip:alice@host` → `alice`: the caller's number or name as webhooks and the REST API show
+/// it; the whole URI when it has no user part.
+fn user_part(uri: &str) -> String {
+    let bare = uri
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim_start_matches("sips:")
+        .trim_start_matches("sip:")
+        .trim_start_matches("tel:");
+    match bare.split_once('@') {
+        Some((user, _)) if !user.is_empty() => user.split(';').next().unwrap_or(user).to_owned(),
+        _ => uri.to_owned(),
+    }
 }
 
 fn hang_up(shared: &Shared, call: CallHandle, hanging_up: &mut bool) {

@@ -20,8 +20,10 @@
 
 mod call;
 mod config;
+mod control;
 mod error;
 mod ports;
+pub mod prompts;
 mod rooms;
 mod sip_driver;
 
@@ -36,9 +38,10 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::{info, warn};
 
 pub use config::{Account, EngineConfig};
+pub use control::Control;
 pub use error::EngineError;
 pub use ports::PortPool;
-pub use rooms::{RoomEntry, RoomKey, Rooms};
+pub use rooms::{Member, MemberCommand, RoomEntry, RoomKey, Rooms};
 
 use sip_driver::{CallEvent, CallSpawner, SipCommand, SipDriver};
 
@@ -53,6 +56,7 @@ pub(crate) struct Shared {
     calls_changed: Notify,
     next_leg: AtomicU64,
     refusing: AtomicBool,
+    prompts: prompts::Prompts,
 }
 
 impl Shared {
@@ -151,6 +155,7 @@ impl Engine {
             calls_changed: Notify::new(),
             next_leg: AtomicU64::new(1),
             refusing: AtomicBool::new(false),
+            prompts: prompts::Prompts::new(),
             config,
         });
         let (hang_up_calls, calls_stop) = watch::channel(false);
@@ -188,9 +193,14 @@ impl Engine {
         self.shared.active_calls.load(Ordering::Acquire)
     }
 
-    /// The live-room registry (shared: the REST layer reads it).
+    /// The live-room registry.
     pub fn rooms(&self) -> Arc<Rooms> {
         self.shared.rooms.clone()
+    }
+
+    /// The handle the REST API drives the engine through.
+    pub fn control(&self) -> Control {
+        Control::new(self.shared.clone())
     }
 
     pub fn mixer(&self) -> &MixerHandle {

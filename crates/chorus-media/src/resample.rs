@@ -161,6 +161,48 @@ fn check_rate(rate: u32) -> Result<(), ResampleError> {
     }
 }
 
+/// Converts a whole mono clip between any two rates (a prompt, a TTS rendering, a file): not
+/// for the tick, it allocates its output. Returns the input unchanged when the rates agree.
+pub fn convert(input: &[i16], from_rate: u32, to_rate: u32) -> Result<Vec<i16>, ResampleError> {
+    if from_rate == 0 {
+        return Err(ResampleError::UnsupportedRate(from_rate));
+    }
+    if to_rate == 0 {
+        return Err(ResampleError::UnsupportedRate(to_rate));
+    }
+    if from_rate == to_rate || input.is_empty() {
+        return Ok(input.to_vec());
+    }
+    let mut fft = Fft::<f32>::new(
+        from_rate as usize,
+        to_rate as usize,
+        1024,
+        1,
+        FixedSync::Both,
+    )?;
+    let samples: Vec<f32> = input.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    let needed = fft.process_all_needed_output_len(samples.len());
+    let mut out = vec![0.0f32; needed];
+    let adapter_in = InterleavedSlice::new(&samples[..], 1, samples.len()).map_err(|_| {
+        ResampleError::InputLength {
+            expected: samples.len(),
+            got: input.len(),
+        }
+    })?;
+    let mut adapter_out = InterleavedSlice::new_mut(&mut out[..], 1, needed).map_err(|_| {
+        ResampleError::OutputLength {
+            expected: needed,
+            got: needed,
+        }
+    })?;
+    let (_, produced) =
+        fft.process_all_into_buffer(&adapter_in, &mut adapter_out, samples.len(), None)?;
+    Ok(out[..produced]
+        .iter()
+        .map(|&f| (f * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -324,5 +366,25 @@ mod tests {
                 .count();
         }
         assert_eq!(prev_sign_flips, 0);
+    }
+
+    #[test]
+    fn whole_clip_converts_between_arbitrary_rates_keeping_its_length_and_tone() {
+        let input: Vec<i16> = (0..22_050)
+            .map(|i| {
+                ((i as f64 * std::f64::consts::TAU * 440.0 / 22_050.0).sin() * 10_000.0) as i16
+            })
+            .collect();
+        let out = convert(&input, 22_050, 8000).unwrap();
+        let expected = 8000usize;
+        assert!(out.len().abs_diff(expected) < 200, "{} samples", out.len());
+        let peak = out[1000..7000]
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap();
+        assert!((9000..11_000).contains(&peak), "peak {peak}");
+        assert_eq!(convert(&input, 8000, 8000).unwrap(), input);
+        assert!(convert(&input, 0, 8000).is_err());
     }
 }

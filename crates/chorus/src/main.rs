@@ -103,7 +103,7 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     let app = chorus_api::router(chorus_api::ApiState::new(
         readiness.clone(),
         accounts,
-        Directory(engine.rooms()),
+        engine.control(),
     ));
     let server = tokio::spawn(async move {
         axum::serve(http, app)
@@ -126,15 +126,6 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     }
     info!("chorus stopped");
     Ok(())
-}
-
-/// The REST layer's view of the engine's rooms.
-struct Directory(std::sync::Arc<chorus_engine::Rooms>);
-
-impl chorus_api::ConferenceDirectory for Directory {
-    fn list(&self, account: &str) -> Vec<String> {
-        self.0.names(account)
-    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
