@@ -74,6 +74,10 @@ pub(crate) struct Leg {
     telephone_event_pt: Option<u8>,
     audio_level_id: Option<u8>,
     pub remote: Option<SocketAddr>,
+    /// The media address the peer's SDP gave.
+    sdp_remote: Option<SocketAddr>,
+    /// The peer the socket is connected to, once its media came from its SDP address.
+    connected: Option<SocketAddr>,
     pub flow: Flow,
     pub flags: MemberFlags,
     pub jitter: JitterBuffer,
@@ -120,6 +124,8 @@ impl Leg {
             telephone_event_pt: spec.telephone_event_pt,
             audio_level_id: spec.audio_level_id,
             remote: spec.remote,
+            sdp_remote: spec.remote,
+            connected: None,
             flow: spec.flow,
             flags: MemberFlags::default(),
             jitter: state.jitter,
@@ -173,8 +179,17 @@ impl Leg {
         }
         self.codec.payload_type = update.codec.payload_type;
         self.telephone_event_pt = update.telephone_event_pt;
-        if update.remote.is_some() {
-            self.remote = update.remote;
+        if let Some(remote) = update.remote {
+            self.remote = Some(remote);
+            self.sdp_remote = Some(remote);
+            if self.connected.is_some_and(|c| c != remote) {
+                // Re-target the connected socket to the new SDP address (a re-INVITE moved the
+                // media); it stays filtered to that peer.
+                match self.socket.as_ref().map(|s| s.connect(remote)) {
+                    Some(Ok(())) => self.connected = Some(remote),
+                    _ => self.connected = None,
+                }
+            }
         }
         self.flow = update.flow;
         old
@@ -191,10 +206,15 @@ impl Leg {
             let Some(socket) = self.socket.as_ref() else {
                 break;
             };
-            let (len, source) = match socket.recv_from(buf) {
+            let received = match self.connected {
+                // The kernel already filters a connected socket to its peer.
+                Some(peer) => socket.recv(buf).map(|len| (len, peer)),
+                None => socket.recv_from(buf),
+            };
+            let (len, source) = match received {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                // ICMP errors from earlier sends surface here on some systems; nothing to read.
+                // ICMP errors from earlier sends surface here; nothing to read.
                 Err(_) => break,
             };
             packets += 1;
@@ -203,10 +223,26 @@ impl Leg {
                 continue;
             };
             self.on_packet(&packet, source, now_us);
+            self.maybe_connect(source);
         }
         self.stats.packets_in += packets;
         self.stats.malformed += malformed;
         (packets, malformed)
+    }
+
+    /// Once the peer's media comes from exactly the address its SDP gave, connect the socket
+    /// to it: the kernel then skips the route lookup on every send and drops datagrams from
+    /// anyone else. A peer behind NAT (media from another address) stays unconnected and
+    /// latched symmetrically instead.
+    fn maybe_connect(&mut self, source: SocketAddr) {
+        if self.connected.is_some() || self.sdp_remote != Some(source) || self.remote != Some(source) {
+            return;
+        }
+        if let Some(socket) = self.socket.as_ref() {
+            if socket.connect(source).is_ok() {
+                self.connected = Some(source);
+            }
+        }
     }
 
     /// One parsed packet: from the socket, or injected directly (benchmarks and tests).
@@ -382,7 +418,12 @@ impl Leg {
             self.stats.packets_out += 1;
             return Ok(true);
         };
-        match socket.send_to(&out[..len], remote) {
+        let sent = if self.connected == Some(remote) {
+            socket.send(&out[..len])
+        } else {
+            socket.send_to(&out[..len], remote)
+        };
+        match sent {
             Ok(_) => {
                 self.stats.packets_out += 1;
                 Ok(true)
