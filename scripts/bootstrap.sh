@@ -9,6 +9,7 @@ packages=(
   sip-tester                               # SIPp: load and signalling peer in tests
   sox espeak-ng                            # audio fixtures and the TTS engine
   iproute2 curl ca-certificates            # network namespaces for impairment tests; HTTP checks
+  python3 python3-venv python3-pip         # the official REST SDKs the API tests drive
 )
 
 missing=()
@@ -32,3 +33,31 @@ command -v cargo >/dev/null 2>&1 || {
   echo "bootstrap: cargo not found; install the Rust toolchain (rustup, Rust 1.85 or newer)" >&2
   exit 1
 }
+
+# The official Python SDKs that tests/rest_sdk.rs drives against a live engine (API.md §13),
+# in a virtualenv of their own at target/sdk-venv (the tests run target/sdk-venv/bin/python,
+# or $CHORUS_SDK_PYTHON). Pinned: the versions the tests were written against. A function with
+# locals, since scripts/test.sh sources this file.
+install_sdk_venv() {
+  local pins=(plivo==4.63.0 vobiz-python==0.1.1)
+  local root venv python installed pin
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  venv="$root/target/sdk-venv"
+  python=/usr/bin/python3
+  [ -x "$python" ] || python="$(command -v python3)"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "bootstrap: creating the SDK virtualenv at $venv" >&2
+    mkdir -p "$root/target"
+    "$python" -m venv "$venv"
+  fi
+  installed="$("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null || true)"
+  local missing=()
+  for pin in "${pins[@]}"; do
+    grep -qix "$pin" <<<"$installed" || missing+=("$pin")
+  done
+  if ((${#missing[@]})); then
+    echo "bootstrap: installing ${missing[*]} into $venv" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}" >&2
+  fi
+}
+install_sdk_venv

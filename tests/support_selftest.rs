@@ -118,6 +118,21 @@ fn rtp_ranges_are_even_disjoint_and_below_the_ephemeral_ports() {
 }
 
 #[test]
+fn json_round_trips_rest_bodies() {
+    common::json::selftest::json_round_trips_rest_bodies();
+}
+
+#[test]
+fn http_responses_parse_chunked_and_plain() {
+    common::rest::selftest::chunked_and_plain_responses_parse();
+}
+
+#[test]
+fn file_server_serves_its_file() {
+    common::rest::selftest::file_server_serves_its_file();
+}
+
+#[test]
 fn sipp_stat_csv_final_counters_are_read() {
     common::sipp::selftest::stat_csv_final_counters_are_read();
 }

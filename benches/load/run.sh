@@ -135,7 +135,7 @@ run_chorus() { # codec
     echo "== chorus $codec: $(rooms_for "$codec") rooms x $MEMBERS" >&2
     taskset -c 0 "$CHORUS" --sip-listen "127.0.0.1:$SIP_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
         --rtp-ports 30000-39999 --account MA_LOADGEN:secret --media-threads 1 \
-        > "$WORK/chorus-$codec.log" 2>&1 &
+        ${CHORUS_EXTRA_ARGS:-} > "$WORK/chorus-$codec.log" 2>&1 &
     ENGINE_PID=$!
     if ! wait_http "http://127.0.0.1:$HTTP_PORT/readyz" 15; then
         echo "chorus did not become ready; log:" >&2

@@ -5,7 +5,9 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod audio;
+pub mod json;
 pub mod media;
+pub mod rest;
 pub mod sdp;
 pub mod sipp;
 pub mod ua;
@@ -236,6 +238,17 @@ impl Engine {
     }
 
     pub fn start_with(options: EngineOptions) -> Engine {
+        Self::launch(options, &[(ACCOUNT, TOKEN)])
+    }
+
+    /// Starts the engine with these API accounts instead of [`ACCOUNT`]; with the default
+    /// call flow every inbound call belongs to the first one.
+    pub fn start_with_accounts(accounts: &[(&str, &str)], options: EngineOptions) -> Engine {
+        assert!(!accounts.is_empty(), "the engine needs an account");
+        Self::launch(options, accounts)
+    }
+
+    fn launch(options: EngineOptions, accounts: &[(&str, &str)]) -> Engine {
         let bin = chorus_bin();
         let dir = TempDir::new("engine");
         let sip = SocketAddr::from((LOCALHOST, free_udp_tcp_port()));
@@ -250,8 +263,11 @@ impl Engine {
             .arg(http.to_string())
             .arg("--rtp-ports")
             .arg(format!("{}-{}", rtp_range.0, rtp_range.1))
-            .arg("--account")
-            .arg(format!("{ACCOUNT}:{TOKEN}"))
+            .args(
+                accounts
+                    .iter()
+                    .flat_map(|(id, token)| ["--account".to_string(), format!("{id}:{token}")]),
+            )
             .args(&options.extra_args)
             .env(
                 "RUST_LOG",

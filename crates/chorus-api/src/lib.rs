@@ -133,6 +133,7 @@ pub struct ApiState {
     accounts: Arc<Accounts>,
     control: Arc<dyn ConferenceControl>,
     callbacks: Arc<dyn CallbackSink>,
+    metrics: Option<Arc<prometheus_client::registry::Registry>>,
 }
 
 impl ApiState {
@@ -151,7 +152,14 @@ impl ApiState {
             accounts: Arc::new(accounts),
             control: Arc::new(control),
             callbacks,
+            metrics: None,
         }
+    }
+
+    /// Serves `registry` at `GET /metrics` in the Prometheus text format.
+    pub fn with_metrics(mut self, registry: prometheus_client::registry::Registry) -> Self {
+        self.metrics = Some(Arc::new(registry));
+        self
     }
 
     /// Sends async-mode results (API.md §6) to `sink` instead.
@@ -175,6 +183,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics))
         .fallback(rest::dispatch)
         .with_state(state)
 }
@@ -190,6 +199,31 @@ async fn openapi_json() -> Response {
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
         OPENAPI.as_str(),
+    )
+        .into_response()
+}
+
+/// Prometheus scrape (no auth, like every exporter: bind HTTP to a private address).
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let Some(registry) = state.metrics.as_ref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "message": "Not Found" })),
+        )
+            .into_response();
+    };
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        tracing::error!(error = %e, "encoding metrics failed");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
     )
         .into_response()
 }

@@ -22,6 +22,7 @@ mod call;
 mod config;
 mod control;
 mod error;
+mod metrics;
 mod ports;
 pub mod prompts;
 mod rooms;
@@ -40,6 +41,7 @@ use tracing::{info, warn};
 pub use config::{Account, EngineConfig};
 pub use control::Control;
 pub use error::EngineError;
+pub use metrics::EngineCollector;
 pub use ports::PortPool;
 pub use rooms::{Member, MemberCommand, RoomEntry, RoomKey, Rooms};
 
@@ -196,6 +198,11 @@ impl Engine {
     /// The live-room registry.
     pub fn rooms(&self) -> Arc<Rooms> {
         self.shared.rooms.clone()
+    }
+
+    /// The engine's Prometheus metrics, for a registry.
+    pub fn metrics(&self) -> EngineCollector {
+        EngineCollector::new(self.shared.clone())
     }
 
     /// The handle the REST API drives the engine through.

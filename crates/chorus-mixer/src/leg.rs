@@ -235,7 +235,10 @@ impl Leg {
     /// anyone else. A peer behind NAT (media from another address) stays unconnected and
     /// latched symmetrically instead.
     fn maybe_connect(&mut self, source: SocketAddr) {
-        if self.connected.is_some() || self.sdp_remote != Some(source) || self.remote != Some(source) {
+        if self.connected.is_some()
+            || self.sdp_remote != Some(source)
+            || self.remote != Some(source)
+        {
             return;
         }
         if let Some(socket) = self.socket.as_ref() {

@@ -100,11 +100,12 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     readiness.set_ready("sip");
     readiness.set_ready("rtp");
     let (http_stop_tx, http_stop) = tokio::sync::oneshot::channel::<()>();
-    let app = chorus_api::router(chorus_api::ApiState::new(
-        readiness.clone(),
-        accounts,
-        engine.control(),
-    ));
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(engine.metrics()));
+    let app = chorus_api::router(
+        chorus_api::ApiState::new(readiness.clone(), accounts, engine.control())
+            .with_metrics(registry),
+    );
     let server = tokio::spawn(async move {
         axum::serve(http, app)
             .with_graceful_shutdown(async {
