@@ -111,8 +111,14 @@ async fn run(
         reject(NOT_FOUND);
         return;
     };
-    // With the default flow every inbound call belongs to the first account.
-    let Some(account) = shared.config.accounts.first().map(|a| a.auth_id.clone()) else {
+    // The call belongs to the account its Request-URI routes to (domain or number pattern),
+    // else to the first account.
+    let routed = crate::config::route_call(
+        &shared.config.accounts,
+        incoming.request_user.as_deref(),
+        &incoming.request_host,
+    );
+    let Some(account) = routed.map(|a| a.auth_id.clone()) else {
         reject(SERVICE_UNAVAILABLE);
         return;
     };

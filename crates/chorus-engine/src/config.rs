@@ -7,10 +7,47 @@ use std::time::Duration;
 use chorus_mixer::MixerConfig;
 
 /// An API account. Inbound calls and rooms belong to one.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Account {
     pub auth_id: String,
     pub auth_token: String,
+    /// Inbound calls whose dialled user part (the Request-URI user, e.g. a number) matches one
+    /// of these belong to this account.
+    pub numbers: Vec<regex::Regex>,
+    /// Inbound calls whose Request-URI host is one of these (case-insensitive) belong to this
+    /// account.
+    pub domains: Vec<String>,
+}
+
+impl Account {
+    /// An account that claims no calls by pattern (the first account still takes the rest).
+    pub fn new(auth_id: impl Into<String>, auth_token: impl Into<String>) -> Self {
+        Self {
+            auth_id: auth_id.into(),
+            auth_token: auth_token.into(),
+            numbers: Vec::new(),
+            domains: Vec::new(),
+        }
+    }
+
+    fn claims(&self, user: Option<&str>, host: &str) -> bool {
+        let host = host.split(':').next().unwrap_or(host);
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+            || user.is_some_and(|u| self.numbers.iter().any(|re| re.is_match(u)))
+    }
+}
+
+/// Which account an inbound call belongs to: the first whose domain matches the Request-URI
+/// host or whose number pattern matches its user part; else the first account.
+pub fn route_call<'a>(
+    accounts: &'a [Account],
+    user: Option<&str>,
+    host: &str,
+) -> Option<&'a Account> {
+    accounts
+        .iter()
+        .find(|a| a.claims(user, host))
+        .or_else(|| accounts.first())
 }
 
 impl std::fmt::Debug for Account {
@@ -52,10 +89,7 @@ impl EngineConfig {
             advertise_ip: ip,
             rtp_bind_ip: ip,
             rtp_ports,
-            accounts: vec![Account {
-                auth_id: "MA_DEMO".into(),
-                auth_token: "demo".into(),
-            }],
+            accounts: vec![Account::new("MA_DEMO", "demo")],
             answer_url: None,
             recordings_dir: PathBuf::from("recordings"),
             mixer: MixerConfig::default(),
@@ -63,5 +97,28 @@ impl EngineConfig {
             user_agent: format!("Chorus/{}", env!("CARGO_PKG_VERSION")),
             max_sip_message: 64 * 1024,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_route_by_domain_then_number_pattern_else_to_the_first_account() {
+        let mut sales = Account::new("MA_SALES", "t");
+        sales.domains = vec!["sales.example.com".into()];
+        let mut support = Account::new("MA_SUPPORT", "t");
+        support.numbers = vec![regex::Regex::new("^\\+?4420").unwrap()];
+        let accounts = [Account::new("MA_FIRST", "t"), sales, support];
+        let route = |user: Option<&str>, host: &str| {
+            route_call(&accounts, user, host).unwrap().auth_id.clone()
+        };
+        assert_eq!(route(Some("room1"), "SALES.example.com:5060"), "MA_SALES");
+        assert_eq!(route(Some("+442079460000"), "127.0.0.1"), "MA_SUPPORT");
+        assert_eq!(route(Some("room1"), "127.0.0.1"), "MA_FIRST");
+        assert_eq!(route(None, "other.example.com"), "MA_FIRST");
+        assert!(route_call(&[], Some("x"), "h").is_none());
     }
 }

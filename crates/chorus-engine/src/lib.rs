@@ -38,7 +38,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{info, warn};
 
-pub use config::{Account, EngineConfig};
+pub use config::{route_call, Account, EngineConfig};
 pub use control::Control;
 pub use error::EngineError;
 pub use metrics::EngineCollector;

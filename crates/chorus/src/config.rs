@@ -85,6 +85,12 @@ pub struct ShutdownSection {
 pub struct AccountEntry {
     pub auth_id: String,
     pub auth_token: String,
+    /// Regular expressions on the dialled user part (e.g. `"^\\+1555"`).
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    /// Request-URI hosts.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 /// Command-line values that replace the file's.
@@ -137,10 +143,7 @@ pub fn parse_account(text: &str) -> anyhow::Result<Account> {
     if id.is_empty() || token.is_empty() {
         bail!("account must be AUTH_ID:AUTH_TOKEN with both parts non-empty");
     }
-    Ok(Account {
-        auth_id: id.to_owned(),
-        auth_token: token.to_owned(),
-    })
+    Ok(Account::new(id, token))
 }
 
 pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Settings> {
@@ -166,7 +169,20 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
     let accounts = if overrides.accounts.is_empty() {
         file.accounts
             .into_iter()
-            .map(|a| parse_account(&format!("{}:{}", a.auth_id, a.auth_token)))
+            .map(|a| {
+                let mut account = parse_account(&format!("{}:{}", a.auth_id, a.auth_token))?;
+                account.numbers = a
+                    .numbers
+                    .iter()
+                    .map(|p| {
+                        regex::Regex::new(p).with_context(|| {
+                            format!("account {}: bad number pattern {p:?}", a.auth_id)
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                account.domains = a.domains;
+                Ok(account)
+            })
             .collect::<anyhow::Result<Vec<_>>>()?
     } else {
         overrides
@@ -280,6 +296,17 @@ mod tests {
         )
         .unwrap();
         assert!(resolve(file, Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn account_routing_patterns_are_parsed_and_bad_ones_refused() {
+        let text = "[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n[[accounts]]\nauth_id=\"c\"\nauth_token=\"d\"\nnumbers=[\"^b-\"]\ndomains=[\"c.example.com\"]\n";
+        let settings = resolve(parse_file(text).unwrap(), Overrides::default()).unwrap();
+        let c = &settings.engine.accounts[1];
+        assert!(c.numbers[0].is_match("b-room"));
+        assert_eq!(c.domains, ["c.example.com"]);
+        let bad = "[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\nnumbers=[\"(\"]\n";
+        assert!(resolve(parse_file(bad).unwrap(), Overrides::default()).is_err());
     }
 
     #[test]
