@@ -206,6 +206,11 @@ fn base64(input: &[u8]) -> String {
 pub struct EngineOptions {
     pub rtp_ports: u16,
     pub extra_args: Vec<String>,
+    /// A TOML configuration (see config/chorus.toml), written to the engine's temp dir and
+    /// passed as `--config`. When set, no `--account` flag is given, so the file's
+    /// `[[accounts]]` (with their `numbers`/`domains` routing patterns) are the engine's; the
+    /// listen addresses and RTP ports still come from flags, which override the file.
+    pub config_toml: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -213,8 +218,42 @@ impl Default for EngineOptions {
         Self {
             rtp_ports: 40,
             extra_args: Vec::new(),
+            config_toml: None,
         }
     }
+}
+
+/// One `[[accounts]]` entry of a TOML configuration: `auth_id`, `auth_token` and the optional
+/// routing patterns (`numbers`: regular expressions on the dialled user part, `domains`:
+/// Request-URI hosts). Strings are written as TOML literal strings, so regex backslashes need
+/// no escaping (they must not contain `'`).
+pub fn toml_account(id: &str, token: &str, numbers: &[&str], domains: &[&str]) -> String {
+    let literal = |s: &str| {
+        assert!(
+            !s.contains('\'') && !s.contains('\n'),
+            "{s:?} cannot be a TOML literal string"
+        );
+        format!("'{s}'")
+    };
+    let list = |items: &[&str]| {
+        items
+            .iter()
+            .map(|s| literal(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut entry = format!(
+        "[[accounts]]\nauth_id = {}\nauth_token = {}\n",
+        literal(id),
+        literal(token)
+    );
+    if !numbers.is_empty() {
+        entry.push_str(&format!("numbers = [{}]\n", list(numbers)));
+    }
+    if !domains.is_empty() {
+        entry.push_str(&format!("domains = [{}]\n", list(domains)));
+    }
+    entry
 }
 
 /// A running `chorus` process on 127.0.0.1, killed on drop. Its stderr goes to a file that is
@@ -237,8 +276,22 @@ impl Engine {
         })
     }
 
+    /// Starts the engine with [`ACCOUNT`], or, when `options.config_toml` is set, with the
+    /// accounts of that configuration.
     pub fn start_with(options: EngineOptions) -> Engine {
         Self::launch(options, &[(ACCOUNT, TOKEN)])
+    }
+
+    /// Starts the engine on this TOML configuration (its `[[accounts]]`, e.g. from
+    /// [`toml_account`], are the engine's accounts); see [`EngineOptions::config_toml`].
+    pub fn start_with_config(toml: &str, options: EngineOptions) -> Engine {
+        Self::launch(
+            EngineOptions {
+                config_toml: Some(toml.to_owned()),
+                ..options
+            },
+            &[],
+        )
     }
 
     /// Starts the engine with these API accounts instead of [`ACCOUNT`]; with the default
@@ -256,18 +309,32 @@ impl Engine {
         let rtp_range = rtp_port_range(options.rtp_ports);
         let log_path = dir.path().join("chorus.stderr.log");
         let log = std::fs::File::create(&log_path).expect("create the engine log file");
+        let (config_args, account_args): (Vec<String>, Vec<String>) = match &options.config_toml {
+            Some(toml) => {
+                let path = dir.path().join("chorus.toml");
+                std::fs::write(&path, toml).expect("write the engine config file");
+                (
+                    vec!["--config".into(), path.display().to_string()],
+                    Vec::new(),
+                )
+            }
+            None => (
+                Vec::new(),
+                accounts
+                    .iter()
+                    .flat_map(|(id, token)| ["--account".to_string(), format!("{id}:{token}")])
+                    .collect(),
+            ),
+        };
         let child = Command::new(&bin)
+            .args(&config_args)
             .arg("--sip-listen")
             .arg(sip.to_string())
             .arg("--http-listen")
             .arg(http.to_string())
             .arg("--rtp-ports")
             .arg(format!("{}-{}", rtp_range.0, rtp_range.1))
-            .args(
-                accounts
-                    .iter()
-                    .flat_map(|(id, token)| ["--account".to_string(), format!("{id}:{token}")]),
-            )
+            .args(&account_args)
             .args(&options.extra_args)
             .env(
                 "RUST_LOG",

@@ -584,6 +584,9 @@ pub struct CallOptions {
     pub advertised_rtp: Option<SocketAddr>,
     /// Where our media sends RTP; None = the address in the engine's SDP.
     pub send_rtp_to: Option<SocketAddr>,
+    /// The host (optionally `host:port`) of the Request-URI and To, e.g. a domain an account
+    /// claims; None = the engine's SIP address. The INVITE is still sent to the engine.
+    pub request_host: Option<String>,
 }
 
 impl CallOptions {
@@ -596,6 +599,7 @@ impl CallOptions {
             telephone_event: true,
             advertised_rtp: None,
             send_rtp_to: None,
+            request_host: None,
         }
     }
 }
@@ -638,7 +642,10 @@ impl Call {
         let ua = Ua::new(server, options.transport)?;
         let media = Media::start(options.source).context("start media")?;
         let call_id = format!("{:016x}@chorus-tests", rand::random::<u64>());
-        let request_uri = format!("sip:{}@{}", options.room, server);
+        let request_uri = match &options.request_host {
+            Some(host) => format!("sip:{}@{host}", options.room),
+            None => format!("sip:{}@{}", options.room, server),
+        };
         let local_from = format!("<sip:{}@{}>;tag={}", ua.user, ua.local, Ua::new_tag());
         let late_offer = options.codecs.is_empty();
         let advertised_rtp = options.advertised_rtp.unwrap_or(media.local);
