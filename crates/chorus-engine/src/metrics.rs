@@ -126,18 +126,17 @@ impl Collector for EngineCollector {
         for (t, s) in snapshots.iter().enumerate() {
             let thread = t.to_string();
             let labels = [("thread", thread.as_str())];
-            let mut cumulative = 0;
+            // prometheus-client takes per-bucket counts and accumulates them itself.
             let mut buckets = Vec::with_capacity(5);
             for (i, bound) in LATENESS_BOUNDS.iter().enumerate() {
-                cumulative += s.late_buckets[i];
-                buckets.push((*bound, cumulative));
+                buckets.push((*bound, s.late_buckets[i]));
             }
-            cumulative += s.late_buckets[4];
-            buckets.push((f64::INFINITY, cumulative));
+            buckets.push((f64::INFINITY, s.late_buckets[4]));
+            let count: u64 = s.late_buckets.iter().sum();
             let mut m = family.encode_family(&labels)?;
             m.encode_histogram::<Vec<(String, String)>>(
                 s.late_us_total as f64 / 1e6,
-                cumulative,
+                count,
                 &buckets,
                 None,
             )?;
