@@ -138,6 +138,17 @@ impl MediaThread {
         }
     }
 
+    /// A playback that ends before its end: tell the control side, and hand the samples back
+    /// to be freed there.
+    fn interrupted(&self, leg: LegId, playback: Box<crate::Playback>) {
+        self.emit(MixerEvent::PlaybackDone {
+            leg,
+            id: playback.id,
+            interrupted: true,
+        });
+        self.emit(MixerEvent::Dispose(Garbage(playback)));
+    }
+
     fn slot_of(&self, id: LegId) -> Option<usize> {
         self.by_id.get(&id).copied()
     }
@@ -175,23 +186,11 @@ impl MediaThread {
                 };
                 if playback.rate != l.codec.encoding.rate() {
                     // Prepared for another codec rate (a re-INVITE crossed it): refuse it.
-                    let id = playback.id;
-                    self.emit(MixerEvent::PlaybackDone {
-                        leg,
-                        id,
-                        interrupted: true,
-                    });
-                    self.emit(MixerEvent::Dispose(Garbage(Box::new(playback))));
+                    self.interrupted(leg, playback);
                     return;
                 }
                 if let Some(old) = l.playback.replace(playback) {
-                    let id = old.id;
-                    self.emit(MixerEvent::PlaybackDone {
-                        leg,
-                        id,
-                        interrupted: true,
-                    });
-                    self.emit(MixerEvent::Dispose(Garbage(Box::new(old))));
+                    self.interrupted(leg, old);
                 }
             }
             Command::StopPlay { leg } => {
@@ -199,13 +198,7 @@ impl MediaThread {
                     return;
                 };
                 if let Some(old) = self.legs[slot].as_mut().and_then(|l| l.playback.take()) {
-                    let id = old.id;
-                    self.emit(MixerEvent::PlaybackDone {
-                        leg,
-                        id,
-                        interrupted: true,
-                    });
-                    self.emit(MixerEvent::Dispose(Garbage(Box::new(old))));
+                    self.interrupted(leg, old);
                 }
             }
             Command::RemoveLeg { leg } => {
