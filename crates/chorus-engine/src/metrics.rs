@@ -73,7 +73,7 @@ impl Collector for EngineCollector {
             ("chorus_media_ticks", "20 ms periods run", |s| s.ticks),
             (
                 "chorus_media_tick_overruns",
-                "Tick slots whose work ended after the next deadline",
+                "Tick slots whose work ended after their next period's deadline",
                 |s| s.overruns,
             ),
             (

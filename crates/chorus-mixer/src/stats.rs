@@ -9,7 +9,8 @@ pub struct ThreadStats {
     pub(crate) legs: AtomicU64,
     pub(crate) rooms: AtomicU64,
     pub(crate) ticks: AtomicU64,
-    /// Ticks whose work ended after the next deadline.
+    /// Tick slots whose work ended after the slot's next deadline, one period later: their
+    /// rooms' next tick starts late.
     pub(crate) overruns: AtomicU64,
     /// Ticks skipped after a stall (the thread jumps ahead instead of bursting).
     pub(crate) skipped_ticks: AtomicU64,
