@@ -11,13 +11,13 @@ use common::rest::{http_request, Credentials};
 use common::{toml_account, Call, CallOptions, Engine, EngineOptions, Source};
 
 /// First account: claims nothing, so it takes every call nobody else claims.
-const ID_A: &str = "MAXXXXXXXXXXXXXXXXXA";
+const ID_A: &str = "MATEST0000000000000A";
 const TOKEN_A: &str = "tokA";
 /// Claims the dialled numbers starting with `acct2-`.
-const ID_B: &str = "MAXXXXXXXXXXXXXXXXXB";
+const ID_B: &str = "MATEST0000000000000B";
 const TOKEN_B: &str = "tokB";
 /// Claims the calls to the domain `c.example.test`.
-const ID_C: &str = "MAXXXXXXXXXXXXXXXXXC";
+const ID_C: &str = "MATEST0000000000000C";
 const TOKEN_C: &str = "tokC";
 const DOMAIN_C: &str = "c.example.test";
 

@@ -18,11 +18,11 @@ use common::{
     assert_hears, steady_window, toml_account, wait_until, Call, Engine, EngineOptions, Source,
 };
 
-const ID1: &str = "MAXXXXXXXXXXXXXXXXX1";
+const ID1: &str = "MATEST00000000000001";
 const TOKEN1: &str = "tok1";
-const ID2: &str = "MAXXXXXXXXXXXXXXXXX2";
+const ID2: &str = "MATEST00000000000002";
 const TOKEN2: &str = "tok2";
-const UNKNOWN_ID: &str = "MAXXXXXXXXXXXXXXXXX9";
+const UNKNOWN_ID: &str = "MATEST00000000000009";
 /// Account 1's room: any name its number pattern-less first account gets by default.
 const ROOM1: &str = "isoroom";
 /// Account 2's room: the name matches its `numbers = ["^acct2-"]`.

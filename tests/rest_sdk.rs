@@ -14,7 +14,7 @@ use common::rest::{http_request, wav_bytes, Credentials, FileServer, Sdk, SdkRep
 use common::{assert_hears, steady_window, wait_until, Call, Engine, EngineOptions, Source};
 
 /// plivo-python insists on 20 characters starting with MA or SA.
-const PLIVO_ID: &str = "MAXXXXXXXXXXXXXXXXX1";
+const PLIVO_ID: &str = "MATEST00000000000001";
 const PLIVO_TOKEN: &str = "tok1";
 /// vobiz-python takes any id; this one has Vobiz's shape.
 const VOBIZ_ID: &str = "MA_VOBIZ0001";
