@@ -235,6 +235,7 @@ async fn run(
                 Some(CallEvent::ReInvite { sdp }) => {
                     handle_reinvite(&shared, call, &mut local, sdp, &mut negotiated, &update);
                 }
+                Some(CallEvent::Dtmf { .. }) => {}
                 Some(CallEvent::Ended(reason)) => break reason,
                 None => break EndReason::TransportError,
             },

@@ -27,6 +27,7 @@ mod ports;
 pub mod prompts;
 mod rooms;
 mod sip_driver;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -32,6 +32,10 @@ pub(crate) enum CallEvent {
     Confirmed { sdp: Option<Vec<u8>> },
     ReInvite { sdp: Option<Vec<u8>> },
     ReInviteConfirmed { sdp: Option<Vec<u8>> },
+    /// A DTMF digit carried by SIP INFO (`application/dtmf-relay` or `application/dtmf`),
+    /// the fallback when the peer did not negotiate RFC 4733 telephone-event.
+    #[allow(dead_code)]
+    Dtmf { digit: char, duration_ms: u32 },
     Ended(EndReason),
 }
 

@@ -303,6 +303,14 @@ pub enum MixerEvent {
     },
     /// The loudest mixed talker changed.
     Floor { room: RoomId, leg: LegId },
+    /// A DTMF digit received as an RFC 4733 telephone-event, reported once per event when
+    /// it ends (or when a new event starts before an end packet was seen).
+    Dtmf {
+        room: RoomId,
+        leg: LegId,
+        digit: char,
+        duration_ms: u32,
+    },
     /// A member's playback ended (`interrupted`: stopped or replaced before its end).
     PlaybackDone {
         leg: LegId,

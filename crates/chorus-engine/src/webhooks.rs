@@ -1,0 +1,1 @@
+//! Outgoing HTTP to customer URLs: XML fetches and signed, ordered, retried notifications.
