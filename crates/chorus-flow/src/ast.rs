@@ -69,8 +69,8 @@ pub struct Conference {
     pub muted: bool,
     pub start_conference_on_enter: bool,
     pub end_conference_on_exit: bool,
-    /// Default `true` (API.md §15.3).
-    pub stay_alone: bool,
+    /// `None` when absent: the engine applies its `stay_alone_default` (`true`, API.md §15.3).
+    pub stay_alone: Option<bool>,
     pub wait_sound: Option<String>,
     pub wait_method: Method,
     /// From `maxParticipants`, else `maxMembers`; default 200 (API.md §15.4).
@@ -78,8 +78,9 @@ pub struct Conference {
     /// `None` when `enterSound` is absent or empty and `beep` is not `true`.
     pub enter_sound: Option<Sound>,
     pub exit_sound: Option<Sound>,
-    /// Seconds; 0 = no limit; default 14400 (API.md §15.5).
-    pub time_limit: u32,
+    /// Seconds; 0 = no limit. `None` when absent: [`Conference::DEFAULT_TIME_LIMIT`] applies
+    /// and, unlike an explicit value, does not reset a running room timer (API.md §15.5).
+    pub time_limit: Option<u32>,
     pub hangup_on_star: bool,
     pub record: bool,
     pub record_file_format: RecordFormat,
@@ -100,6 +101,16 @@ pub struct Conference {
     /// Default `true` (Plivo cloud).
     pub relay_dtmf: bool,
     pub send_digits: Option<String>,
+}
+
+impl Conference {
+    /// `timeLimit` when the attribute is absent (Vobiz, API.md §15.5).
+    pub const DEFAULT_TIME_LIMIT: u32 = 14_400;
+
+    /// The effective `timeLimit` in seconds (0 = none).
+    pub fn time_limit_secs(&self) -> u32 {
+        self.time_limit.unwrap_or(Self::DEFAULT_TIME_LIMIT)
+    }
 }
 
 /// Text-to-speech voice.

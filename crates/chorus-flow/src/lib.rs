@@ -1,9 +1,11 @@
-//! Parser for the Plivo / Vobiz XML call-flow language (API.md §7 and §10).
+//! Parser and sans-IO interpreter for the Plivo / Vobiz XML call-flow language (API.md §7–§10).
 //!
 //! [`parse`] turns an answer document into a typed [`Response`]: one [`Element`] per verb,
 //! every documented attribute as a typed field with its documented default applied (for
-//! example `stayAlone` = `true`, `maxMembers` = 200, `timeLimit` = 14400, API.md §15). This
-//! crate only parses; running a document is the interpreter's job.
+//! example `maxMembers` = 200, API.md §15; `stayAlone` and `timeLimit` stay `None` when absent
+//! because the engine's configuration and room timer treat absence specially).
+//! [`Interpreter`] runs a document without doing any IO: the engine carries out each
+//! [`Step`] and reports back; [`Collector`] collects digits against a clock passed in.
 //!
 //! # Rules
 //!
@@ -38,18 +40,25 @@
 //! assert_eq!(conf.room, "sales-standup");
 //! assert!(conf.muted);
 //! assert_eq!(conf.max_members, 10);
-//! assert!(conf.stay_alone); // documented default
+//! assert_eq!(conf.stay_alone, None); // absent: the engine's default applies
+//! assert_eq!(conf.time_limit_secs(), 14_400); // documented default
 //! # Ok::<(), chorus_flow::FlowError>(())
 //! ```
 
 mod ast;
 mod attrs;
 mod convert;
+pub mod digits;
 mod error;
+pub mod interp;
 mod tree;
 
 pub use ast::*;
+pub use digits::{Collector, DigitsMatcher};
 pub use error::FlowError;
+pub use interp::{
+    DigitsOutcome, EndCause, FetchKind, Input, Interpreter, Limits, Params, Step, Target,
+};
 
 /// Largest document accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 100 * 1024;

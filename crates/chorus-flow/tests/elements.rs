@@ -29,13 +29,13 @@ fn conference_with_every_attribute_is_typed() {
         muted: true,
         start_conference_on_enter: false,
         end_conference_on_exit: true,
-        stay_alone: false,
+        stay_alone: Some(false),
         wait_sound: Some("https://x.test/wait".into()),
         wait_method: Method::Get,
         max_members: 7,
         enter_sound: Some(Sound::Beep2),
         exit_sound: Some(Sound::Url("https://x.test/bye".into())),
-        time_limit: 0,
+        time_limit: Some(0),
         hangup_on_star: true,
         record: true,
         record_file_format: RecordFormat::Wav,
@@ -67,9 +67,10 @@ fn conference_defaults_follow_api_section_15() {
     assert!(!c.muted);
     assert!(c.start_conference_on_enter);
     assert!(!c.end_conference_on_exit);
-    assert!(c.stay_alone);
+    assert_eq!(c.stay_alone, None);
     assert_eq!(c.max_members, 200);
-    assert_eq!(c.time_limit, 14_400);
+    assert_eq!(c.time_limit, None);
+    assert_eq!(c.time_limit_secs(), 14_400);
     assert_eq!(c.enter_sound, None);
     assert_eq!(c.exit_sound, None);
     assert_eq!(c.record_file_format, RecordFormat::Mp3);
