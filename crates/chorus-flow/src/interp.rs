@@ -221,7 +221,7 @@ enum Pending {
         redirect: bool,
     },
     GetDigits {
-        spec: GetDigits,
+        spec: Box<GetDigits>,
         attempt: u32,
     },
     Ended,
@@ -244,7 +244,7 @@ pub struct Interpreter {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Queued {
-    Verb(Element),
+    Verb(Box<Element>),
     /// Start of a `<PreAnswer>` block's early media.
     EarlyMedia,
     /// End of a `<PreAnswer>` block: verbs after it may answer again.
@@ -304,7 +304,7 @@ impl Interpreter {
                 self.after_action(action, redirect, params)
             }
             (Pending::GetDigits { spec, attempt }, Input::Digits(outcome)) => {
-                self.after_digits(spec, attempt, outcome)
+                self.after_digits(*spec, attempt, outcome)
             }
             (pending, input) => {
                 // An engine bug, not network input: say so and end the call rather than run
@@ -367,7 +367,11 @@ impl Interpreter {
         match crate::parse(&body) {
             Ok(doc) => {
                 // The new document replaces whatever was left of the old one.
-                self.queue = doc.elements.into_iter().map(Queued::Verb).collect();
+                self.queue = doc
+                    .elements
+                    .into_iter()
+                    .map(|e| Queued::Verb(Box::new(e)))
+                    .collect();
                 self.next()
             }
             Err(error) => self.end(invalid(error)),
@@ -385,14 +389,14 @@ impl Interpreter {
                     return Step::EarlyMedia;
                 }
                 Queued::EndPreAnswer => continue,
-                Queued::Verb(element) => element,
+                Queued::Verb(element) => *element,
             };
             if !matches!(element, Element::Redirect(_)) {
                 self.idle_fetches = 0;
             }
             if self.inbound && !self.answered && needs_answer(&element) && !self.in_pre_answer() {
                 self.answered = true;
-                self.queue.push_front(Queued::Verb(element));
+                self.queue.push_front(Queued::Verb(Box::new(element)));
                 self.pending = Pending::Verb;
                 return Step::Answer;
             }
@@ -428,12 +432,12 @@ impl Interpreter {
                     // Early media after the answer is just media (plivoframework runs the
                     // nested verbs either way).
                     for e in p.elements.into_iter().rev() {
-                        self.queue.push_front(Queued::Verb(e));
+                        self.queue.push_front(Queued::Verb(Box::new(e)));
                     }
                 } else {
                     self.queue.push_front(Queued::EndPreAnswer);
                     for e in p.elements.into_iter().rev() {
-                        self.queue.push_front(Queued::Verb(e));
+                        self.queue.push_front(Queued::Verb(Box::new(e)));
                     }
                     self.queue.push_front(Queued::EarlyMedia);
                 }
@@ -473,7 +477,7 @@ impl Interpreter {
 
     fn get_digits(&mut self, spec: GetDigits, attempt: u32, invalid_sound: Option<String>) -> Step {
         self.pending = Pending::GetDigits {
-            spec: spec.clone(),
+            spec: Box::new(spec.clone()),
             attempt,
         };
         Step::GetDigits {
