@@ -19,6 +19,14 @@ pub enum MixerError {
     },
     #[error("codec setup failed: {0}")]
     Codec(String),
+    /// RFC 4733 events need a negotiated telephone-event payload type; a leg without one
+    /// (or an unknown leg) cannot be sent digits.
+    #[error("leg {leg:?} has no telephone-event payload type")]
+    NoTelephoneEvent { leg: LegId },
+    #[error("{0:?} is not a DTMF digit or pause (0-9, *, #, A-D, w, W)")]
+    InvalidDtmfDigit(char),
+    #[error("no DTMF digits to send")]
+    NoDtmfDigits,
     #[error("cannot spawn media thread {thread}")]
     Spawn {
         thread: usize,

@@ -9,6 +9,7 @@ use chorus_media::resample::Resampler;
 use chorus_media::rtp::{RtpHeader, RtpPacket};
 
 use crate::codec::{Decoder, Encoder, MAX_FRAME, MAX_PAYLOAD};
+use crate::dtmf::{DtmfQueue, DtmfReceiver, DtmfTick, EventPayload, ReceivedDigit};
 use crate::talk::TalkDetector;
 use crate::{
     Codec, Flow, LegId, LegSpec, LegStats, LegUpdate, MemberFlags, MixerConfig, MixerError,
@@ -108,6 +109,14 @@ pub(crate) struct Leg {
     sequence: u16,
     timestamp: u32,
     sent_any: bool,
+    /// The next audio packet starts a talkspurt: telephone-events replaced the audio before it.
+    resume_marker: bool,
+    dtmf_in: DtmfReceiver,
+    /// Digits being sent, and those queued after them (chained through `next`).
+    dtmf_out: Option<Box<DtmfQueue>>,
+    /// Digit strings finished (or abandoned) since the room last looked, to be reported and
+    /// freed by the control side.
+    dtmf_done: Option<Box<DtmfQueue>>,
     pub stats: LegStats,
 }
 
@@ -150,6 +159,10 @@ impl Leg {
             sequence: rand::random(),
             timestamp: rand::random(),
             sent_any: false,
+            resume_marker: false,
+            dtmf_in: DtmfReceiver::default(),
+            dtmf_out: None,
+            dtmf_done: None,
             stats: LegStats::default(),
         })
     }
@@ -179,6 +192,9 @@ impl Leg {
         }
         self.codec.payload_type = update.codec.payload_type;
         self.telephone_event_pt = update.telephone_event_pt;
+        if self.telephone_event_pt.is_none() {
+            self.abandon_dtmf();
+        }
         if let Some(remote) = update.remote {
             self.remote = Some(remote);
             self.sdp_remote = Some(remote);
@@ -196,11 +212,15 @@ impl Leg {
     }
 
     /// Reads every datagram waiting on the socket (bounded, so a flood cannot starve the
-    /// tick) into the jitter buffer. Returns (packets, malformed).
-    pub fn receive(&mut self, buf: &mut [u8], budget: usize, now_us: u64) -> (u64, u64) {
-        if self.socket.is_none() {
-            return (0, 0);
-        }
+    /// tick) into the jitter buffer; telephone-events become digits handed to `dtmf`.
+    /// Returns (packets, malformed).
+    pub fn receive(
+        &mut self,
+        buf: &mut [u8],
+        budget: usize,
+        now_us: u64,
+        dtmf: &mut impl FnMut(ReceivedDigit),
+    ) -> (u64, u64) {
         let (mut packets, mut malformed) = (0, 0);
         for _ in 0..budget {
             let Some(socket) = self.socket.as_ref() else {
@@ -222,9 +242,10 @@ impl Leg {
                 malformed += 1;
                 continue;
             };
-            self.on_packet(&packet, source, now_us);
+            self.on_packet(&packet, source, now_us, dtmf);
             self.maybe_connect(source);
         }
+        self.dtmf_in.expire(now_us, dtmf);
         self.stats.packets_in += packets;
         self.stats.malformed += malformed;
         (packets, malformed)
@@ -249,7 +270,13 @@ impl Leg {
     }
 
     /// One parsed packet: from the socket, or injected directly (benchmarks and tests).
-    pub fn on_packet(&mut self, packet: &RtpPacket<'_>, source: SocketAddr, now_us: u64) {
+    pub fn on_packet(
+        &mut self,
+        packet: &RtpPacket<'_>,
+        source: SocketAddr,
+        now_us: u64,
+        dtmf: &mut impl FnMut(ReceivedDigit),
+    ) {
         // Arrival on the codec's RTP clock, as the jitter estimator of RFC 3550 §A.8 wants.
         let arrival = (now_us * u64::from(self.codec.encoding.rate()) / 1_000_000) as u32;
         if packet.payload_type == self.codec.payload_type {
@@ -278,7 +305,18 @@ impl Leg {
                 self.stats.malformed += 1;
             }
         } else if Some(packet.payload_type) == self.telephone_event_pt {
+            // Events never reach the jitter buffer: they are signalling, not audio to mix.
             self.stats.telephone_events += 1;
+            if !self.flow.receive {
+                return;
+            }
+            match EventPayload::parse(packet.payload) {
+                Some(event) => {
+                    self.dtmf_in
+                        .on_event(packet.ssrc, packet.timestamp, event, now_us, dtmf)
+                }
+                None => self.stats.malformed += 1,
+            }
         } else {
             self.stats.unexpected_pt += 1;
         }
@@ -390,27 +428,51 @@ impl Leg {
         decodes
     }
 
-    /// Sends one payload, or only advances the clock when the leg must not send. `out` is
-    /// scratch for the datagram.
+    /// Sends one payload — or, while digits are being sent, this tick's telephone-event
+    /// instead — or only advances the clock when the leg must not send. `out` is scratch for
+    /// the datagram.
     pub fn send(&mut self, payload: &[u8], out: &mut [u8]) -> Result<bool, ()> {
         let timestamp = self.timestamp;
         self.timestamp = self
             .timestamp
             .wrapping_add(self.codec.encoding.frame_samples() as u32);
+        // Stepped even when nothing goes out (hold), like the audio clock.
+        let event = self.dtmf_tick(timestamp);
         let Some(remote) = self.remote else {
             return Ok(false);
         };
         if !self.flow.send {
             return Ok(false);
         }
-        let header = RtpHeader {
-            payload_type: self.codec.payload_type,
-            // RFC 3551 §4.1: the marker flags the first packet of a talkspurt; our stream is
-            // continuous, so only the very first packet carries it.
-            marker: !self.sent_any,
-            sequence: self.sequence,
-            timestamp,
-            ssrc: self.ssrc,
+        let event_payload;
+        let (header, payload) = match event {
+            // RFC 4733 §2.5.1.2: the event's packets share its start timestamp, on our stream
+            // (same SSRC, same sequence numbering); the first one carries the marker.
+            Some((payload_type, bytes, marker, event_timestamp)) => {
+                event_payload = bytes;
+                let header = RtpHeader {
+                    payload_type,
+                    marker,
+                    sequence: self.sequence,
+                    timestamp: event_timestamp,
+                    ssrc: self.ssrc,
+                };
+                (header, &event_payload[..])
+            }
+            None => {
+                let header = RtpHeader {
+                    payload_type: self.codec.payload_type,
+                    // RFC 3551 §4.1: the marker flags the first packet of a talkspurt; our
+                    // stream is continuous, so only the very first packet carries it, and the
+                    // first after telephone-events took the audio's place.
+                    marker: !self.sent_any || self.resume_marker,
+                    sequence: self.sequence,
+                    timestamp,
+                    ssrc: self.ssrc,
+                };
+                self.resume_marker = false;
+                (header, payload)
+            }
         };
         let Ok(len) = header.write_with_payload(payload, out) else {
             return Err(());
@@ -435,6 +497,69 @@ impl Leg {
                 self.stats.send_errors += 1;
                 Err(())
             }
+        }
+    }
+
+    /// This tick's telephone-event while digits are being sent: (payload type, payload,
+    /// marker, timestamp). RFC 4733 §3.1: events are sent instead of the audio, never over it.
+    fn dtmf_tick(&mut self, timestamp: u32) -> Option<(u8, [u8; EventPayload::LEN], bool, u32)> {
+        loop {
+            let Some(payload_type) = self.telephone_event_pt else {
+                self.abandon_dtmf();
+                return None;
+            };
+            let queue = self.dtmf_out.as_mut()?;
+            match queue.tick(timestamp) {
+                DtmfTick::Event {
+                    payload,
+                    marker,
+                    timestamp,
+                } => {
+                    self.resume_marker = true;
+                    return Some((payload_type, payload, marker, timestamp));
+                }
+                DtmfTick::Audio => return None,
+                DtmfTick::Done => {
+                    let mut done = self.dtmf_out.take()?;
+                    self.dtmf_out = done.next.take();
+                    self.finish_dtmf(done);
+                }
+            }
+        }
+    }
+
+    /// Queues digits after any being sent; refused (handed back) without a telephone-event
+    /// payload type.
+    pub fn queue_dtmf(&mut self, queue: Box<DtmfQueue>) -> Result<(), Box<DtmfQueue>> {
+        if self.telephone_event_pt.is_none() {
+            return Err(queue);
+        }
+        match self.dtmf_out.as_mut() {
+            Some(sending) => sending.append(queue),
+            None => self.dtmf_out = Some(queue),
+        }
+        Ok(())
+    }
+
+    /// Digit strings finished since the last call, chained through `next`.
+    pub fn take_dtmf_done(&mut self) -> Option<Box<DtmfQueue>> {
+        self.dtmf_done.take()
+    }
+
+    fn finish_dtmf(&mut self, done: Box<DtmfQueue>) {
+        match self.dtmf_done.as_mut() {
+            Some(earlier) => earlier.append(done),
+            None => self.dtmf_done = Some(done),
+        }
+    }
+
+    /// The peer no longer takes telephone-events (a re-INVITE): everything queued ends.
+    fn abandon_dtmf(&mut self) {
+        let mut next = self.dtmf_out.take();
+        while let Some(mut queue) = next {
+            next = queue.next.take();
+            queue.interrupted = true;
+            self.finish_dtmf(queue);
         }
     }
 

@@ -6,7 +6,8 @@
 //! the period so their packets don't leave in one burst, it runs each room:
 //!
 //! 1. drain the command queue; read every leg's socket until it would block, into the leg's
-//!    jitter buffer;
+//!    jitter buffer (RFC 4733 telephone-events go instead to a DTMF receiver, which reports
+//!    each digit once as [`MixerEvent::Dtmf`]);
 //! 2. pull one frame per leg and decode it (PLC or Opus FEC for a lost one), resampled to the
 //!    room rate — 8 kHz while every member is narrowband, else the highest member rate;
 //! 3. detect talkers (frame energy, or the RFC 6464 level the sender reports, with start
@@ -18,7 +19,8 @@
 //!    Opus talker's private encoder is first forked from the shared encoder's state, so its
 //!    peer's decoder sees one continuous stream); a silent room sends a cached silence
 //!    payload instead of encoding; member-targeted audio ([`Playback`]) is added to that
-//!    member's output only.
+//!    member's output only; a member being sent digits ([`MixerHandle::send_dtmf`]) gets
+//!    telephone-event packets in place of its audio while each digit lasts.
 //!
 //! The control side (the engine) talks to the threads only through bounded lock-free queues:
 //! commands in ([`MixerHandle`]), events out ([`MixerEvent`]); neither side ever blocks on the
@@ -39,6 +41,7 @@
 //! ```
 
 mod codec;
+mod dtmf;
 mod error;
 pub mod kernel;
 mod leg;
@@ -47,8 +50,9 @@ mod stats;
 pub mod talk;
 mod thread;
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chorus_media::g711::Law;
@@ -275,6 +279,10 @@ pub(crate) enum Command {
     StopPlay {
         leg: LegId,
     },
+    SendDtmf {
+        leg: LegId,
+        digits: Box<dtmf::DtmfQueue>,
+    },
 }
 
 impl std::fmt::Debug for leg::CodecState {
@@ -311,6 +319,12 @@ pub enum MixerEvent {
         digit: char,
         duration_ms: u32,
     },
+    /// The digits of one [`MixerHandle::send_dtmf`] call have all been sent (the last digit's
+    /// end packets and the 60 ms gap after it). `interrupted`: sending stopped early or never
+    /// started, because the leg no longer has a telephone-event payload type (a re-INVITE)
+    /// or is not on that thread. Digit strings still queued when a leg is removed end with
+    /// its [`MixerEvent::LegRemoved`] instead.
+    DtmfSent { leg: LegId, interrupted: bool },
     /// A member's playback ended (`interrupted`: stopped or replaced before its end).
     PlaybackDone {
         leg: LegId,
@@ -399,6 +413,9 @@ pub struct MixerHandle {
     senders: Arc<[Sender<Command>]>,
     stats: Arc<[ThreadStats]>,
     config: Arc<MixerConfig>,
+    /// Legs that negotiated telephone-event, so [`MixerHandle::send_dtmf`] can refuse the
+    /// others at once. Only the control side touches it; media threads never lock.
+    telephone_event_legs: Arc<Mutex<HashSet<LegId>>>,
 }
 
 impl Mixer {
@@ -438,11 +455,7 @@ impl Mixer {
             joins.push(join);
         }
         Ok(Self {
-            handle: MixerHandle {
-                senders,
-                stats,
-                config: Arc::new(config),
-            },
+            handle: MixerHandle::new(senders, stats, config),
             events,
             joins,
             stop,
@@ -478,6 +491,19 @@ impl Drop for Mixer {
 }
 
 impl MixerHandle {
+    fn new(
+        senders: Arc<[Sender<Command>]>,
+        stats: Arc<[ThreadStats]>,
+        config: MixerConfig,
+    ) -> Self {
+        Self {
+            senders,
+            stats,
+            config: Arc::new(config),
+            telephone_event_legs: Arc::default(),
+        }
+    }
+
     pub fn threads(&self) -> usize {
         self.senders.len()
     }
@@ -498,9 +524,12 @@ impl MixerHandle {
                     source,
                 })?;
         }
+        let (id, telephone_event) = (spec.id, spec.telephone_event_pt.is_some());
         // Built here, on the control side, so the media thread never allocates a leg.
         let leg = Box::new(leg::Leg::new(room, spec, &self.config)?);
-        self.send(thread, Command::AddLeg { leg })
+        self.send(thread, Command::AddLeg { leg })?;
+        self.note_telephone_event(id, telephone_event);
+        Ok(())
     }
 
     pub fn update_leg(
@@ -512,7 +541,9 @@ impl MixerHandle {
         // Codec state for the (possibly new) codec is built here; the thread keeps whichever
         // it needs and hands the other back.
         let state = Some(Box::new(leg::CodecState::new(update.codec, &self.config)?));
-        self.send(thread, Command::UpdateLeg { leg, update, state })
+        self.send(thread, Command::UpdateLeg { leg, update, state })?;
+        self.note_telephone_event(leg, update.telephone_event_pt.is_some());
+        Ok(())
     }
 
     pub fn set_flags(
@@ -525,7 +556,9 @@ impl MixerHandle {
     }
 
     pub fn remove_leg(&self, thread: usize, leg: LegId) -> Result<(), MixerError> {
-        self.send(thread, Command::RemoveLeg { leg })
+        self.send(thread, Command::RemoveLeg { leg })?;
+        self.note_telephone_event(leg, false);
+        Ok(())
     }
 
     /// Moves a leg to another room, on the same or another media thread (handed over by
@@ -563,6 +596,53 @@ impl MixerHandle {
 
     pub fn stop_play(&self, thread: usize, leg: LegId) -> Result<(), MixerError> {
         self.send(thread, Command::StopPlay { leg })
+    }
+
+    /// Sends `digits` to the member as RFC 4733 telephone-events (the XML `<DTMF>` element):
+    /// `0`–`9`, `*`, `#`, `A`–`D` (or `a`–`d`), `w` for a 0.5 s pause, `W` for 1 s.
+    ///
+    /// Each digit is 100 ms of event packets, one per 20 ms tick (RFC 4733 §2.5.1.2: one
+    /// timestamp for the whole event, marker on its first packet, growing duration), then
+    /// the end packet three times (§2.5.1.4), then 60 ms before the next digit. They go on
+    /// the leg's own stream (same SSRC, its sequence numbers continuing), in place of its
+    /// audio while a digit lasts. Digits sent while earlier ones are still going wait for
+    /// them. [`MixerEvent::DtmfSent`] reports the end of each call's digits.
+    ///
+    /// Refused with [`MixerError::NoTelephoneEvent`] when the leg did not negotiate
+    /// telephone-event (or is unknown): then nothing is sent.
+    pub fn send_dtmf(&self, thread: usize, leg: LegId, digits: &str) -> Result<(), MixerError> {
+        if digits.is_empty() {
+            return Err(MixerError::NoDtmfDigits);
+        }
+        // Prepared here so the media thread only steps through it.
+        let queue = dtmf::DtmfQueue::new(digits)
+            .map_err(|dtmf::UnknownDigit(digit)| MixerError::InvalidDtmfDigit(digit))?;
+        if !self.telephone_events().contains(&leg) {
+            return Err(MixerError::NoTelephoneEvent { leg });
+        }
+        self.send(
+            thread,
+            Command::SendDtmf {
+                leg,
+                digits: Box::new(queue),
+            },
+        )
+    }
+
+    fn telephone_events(&self) -> std::sync::MutexGuard<'_, HashSet<LegId>> {
+        // The set stays consistent whatever panicked while holding it: one insert or remove.
+        self.telephone_event_legs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn note_telephone_event(&self, leg: LegId, negotiated: bool) {
+        let mut legs = self.telephone_events();
+        if negotiated {
+            legs.insert(leg);
+        } else {
+            legs.remove(&leg);
+        }
     }
 
     pub fn stats(&self, thread: usize) -> Option<ThreadStatsSnapshot> {
@@ -608,11 +688,7 @@ impl ManualThread {
         );
         Self {
             thread,
-            handle: MixerHandle {
-                senders,
-                stats,
-                config: Arc::new(config),
-            },
+            handle: MixerHandle::new(senders, stats, config),
             events,
         }
     }

@@ -6,6 +6,7 @@
 use chorus_media::resample::Resampler;
 
 use crate::codec::{silence_payload, Encoder, MAX_FRAME, MAX_PAYLOAD};
+use crate::dtmf::DtmfQueue;
 use crate::kernel;
 use crate::leg::{Leg, Output};
 use crate::talk::{frame_dbov, select_talkers};
@@ -65,11 +66,24 @@ pub(crate) struct TickCounts {
 }
 
 /// Something a room tells the control side.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) enum RoomNotice {
-    Talking { leg: LegId, talking: bool },
-    Floor { leg: LegId },
-    PlaybackDone { leg: LegId, id: u64 },
+    Talking {
+        leg: LegId,
+        talking: bool,
+    },
+    Floor {
+        leg: LegId,
+    },
+    PlaybackDone {
+        leg: LegId,
+        id: u64,
+    },
+    /// Digit strings a leg finished sending, chained through their `next`.
+    DtmfSent {
+        leg: LegId,
+        done: Box<DtmfQueue>,
+    },
 }
 
 pub(crate) struct Room {
@@ -404,6 +418,9 @@ impl Room {
                 Ok(true) => counts.packets_out += 1,
                 Ok(false) => {}
                 Err(()) => counts.send_errors += 1,
+            }
+            if let Some(done) = leg.take_dtmf_done() {
+                notices(RoomNotice::DtmfSent { leg: leg.id, done });
             }
         }
         counts

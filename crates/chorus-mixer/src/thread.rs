@@ -11,6 +11,7 @@ use std::time::Instant;
 use chorus_media::rtp::RtpPacket;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
+use crate::dtmf::ReceivedDigit;
 use crate::leg::Leg;
 use crate::room::{Room, RoomNotice, Scratch};
 use crate::{Command, Garbage, LegId, LegResources, MixerConfig, MixerEvent, RoomId, ThreadStats};
@@ -136,10 +137,7 @@ impl MediaThread {
     }
 
     fn emit(&self, event: MixerEvent) {
-        if self.events.try_send(event).is_err() {
-            // The control side is far behind; drop (and free here) rather than block.
-            self.stats().events_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        send_event(&self.events, self.stats(), event);
     }
 
     /// A playback that ends before its end: tell the control side, and hand the samples back
@@ -195,6 +193,22 @@ impl MediaThread {
                 }
                 if let Some(old) = l.playback.replace(playback) {
                     self.interrupted(leg, old);
+                }
+            }
+            Command::SendDtmf { leg, digits } => {
+                let refused = match self.slot_of(leg).and_then(|s| self.legs[s].as_mut()) {
+                    Some(l) => l.queue_dtmf(digits).err(),
+                    None => Some(digits),
+                };
+                // No telephone-event any more (a re-INVITE crossed the command) or the leg
+                // has gone: nothing is sent, and whoever waits for the digits hears so.
+                if let Some(mut digits) = refused {
+                    digits.interrupted = true;
+                    self.emit(MixerEvent::DtmfSent {
+                        leg,
+                        interrupted: true,
+                    });
+                    self.emit(MixerEvent::Dispose(Garbage(digits)));
                 }
             }
             Command::StopPlay { leg } => {
@@ -318,14 +332,18 @@ impl MediaThread {
         let events = &self.events;
         let stats = &self.stats[self.index];
         for room in self.rooms.iter_mut().filter(|r| r.tick_slot == slot) {
+            let room_id = room.id;
             for &s in &room.legs {
                 if let Some(leg) = self.legs[s].as_deref_mut() {
-                    let (p, m) = leg.receive(&mut self.recv_buf[..], RECV_BUDGET, now_us);
+                    let id = leg.id;
+                    let (p, m) =
+                        leg.receive(&mut self.recv_buf[..], RECV_BUDGET, now_us, &mut |digit| {
+                            send_event(events, stats, dtmf_event(room_id, id, digit))
+                        });
                     packets_in += p;
                     malformed += m;
                 }
             }
-            let room_id = room.id;
             let counts = room.tick(
                 &mut self.legs,
                 &self.config,
@@ -343,10 +361,21 @@ impl MediaThread {
                             id,
                             interrupted: false,
                         },
+                        RoomNotice::DtmfSent { leg, done } => {
+                            let mut queue = Some(&done);
+                            while let Some(q) = queue {
+                                let interrupted = q.interrupted;
+                                send_event(
+                                    events,
+                                    stats,
+                                    MixerEvent::DtmfSent { leg, interrupted },
+                                );
+                                queue = q.next.as_ref();
+                            }
+                            MixerEvent::Dispose(Garbage(done))
+                        }
                     };
-                    if events.try_send(event).is_err() {
-                        stats.events_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+                    send_event(events, stats, event);
                 },
             );
             totals.encodes += counts.encodes;
@@ -383,11 +412,32 @@ impl MediaThread {
     /// Hands a packet straight to a leg, as if it had arrived on its socket.
     pub fn inject(&mut self, leg: LegId, packet: &RtpPacket<'_>, source: SocketAddr, now: Instant) {
         let now_us = now.duration_since(self.started).as_micros() as u64;
-        if let Some(slot) = self.slot_of(leg) {
+        let (events, stats) = (&self.events, &self.stats[self.index]);
+        if let Some(slot) = self.by_id.get(&leg).copied() {
             if let Some(l) = self.legs[slot].as_deref_mut() {
-                l.on_packet(packet, source, now_us);
+                let (room, id) = (l.room, l.id);
+                l.on_packet(packet, source, now_us, &mut |digit| {
+                    send_event(events, stats, dtmf_event(room, id, digit))
+                });
             }
         }
+    }
+}
+
+/// Queues an event for the control side without ever blocking: when it is far behind, the
+/// event is dropped (and freed here) and counted.
+fn send_event(events: &Sender<MixerEvent>, stats: &ThreadStats, event: MixerEvent) {
+    if events.try_send(event).is_err() {
+        stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn dtmf_event(room: RoomId, leg: LegId, digit: ReceivedDigit) -> MixerEvent {
+    MixerEvent::Dtmf {
+        room,
+        leg,
+        digit: digit.digit,
+        duration_ms: digit.duration_ms,
     }
 }
 

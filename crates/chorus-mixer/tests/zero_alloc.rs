@@ -1,6 +1,7 @@
 //! A steady-state tick allocates nothing: a counting global allocator measures each tick of a
 //! manually driven media thread running a G.711 room and an Opus room over real loopback
-//! sockets, while talkers start and stop (exercising talker selection and encoder forks).
+//! sockets, while talkers start and stop (exercising talker selection and encoder forks) and
+//! DTMF digits are received and sent as RFC 4733 telephone-events.
 //!
 //! This file holds a single test: the allocator counts every thread of the process.
 
@@ -12,7 +13,8 @@ use std::alloc::System;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use chorus_mixer::{Codec, LegId, LegSpec, ManualThread, MixerConfig, RoomId};
+use chorus_media::rtp::RtpHeader;
+use chorus_mixer::{Codec, LegId, LegSpec, ManualThread, MixerConfig, MixerEvent, RoomId};
 use common::Source;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -43,6 +45,7 @@ fn steady_state_ticks_do_not_allocate() {
             let leg_addr = leg_socket.local_addr().unwrap();
             let mut spec = LegSpec::new(LegId(id), leg_socket, codec);
             spec.remote = Some(peer_socket.local_addr().unwrap());
+            spec.telephone_event_pt = Some(101);
             handle.add_leg(0, room, spec).unwrap();
             let tone = (i < 2).then_some(400.0 + 300.0 * i as f64);
             let source = if opus {
@@ -80,6 +83,34 @@ fn steady_state_ticks_do_not_allocate() {
     }
     let mut allocations = 0;
     for t in 0..300 {
+        // A G.711 and an Opus member press a key every 200 ms: three updates, three ends.
+        if t % 10 < 6 {
+            for p in [3, 13] {
+                let event = [
+                    (t / 10 % 12) as u8,
+                    if t % 10 >= 3 { 0x8a } else { 0x0a },
+                    0,
+                    160,
+                ];
+                let mut wire = [0u8; 16];
+                RtpHeader {
+                    payload_type: 101,
+                    marker: t % 10 == 0,
+                    sequence: t as u16,
+                    timestamp: (t / 10) as u32 * 1600,
+                    ssrc: peers[p].source.ssrc,
+                }
+                .write_with_payload(&event, &mut wire)
+                .unwrap();
+                peers[p].socket.send_to(&wire, peers[p].leg).unwrap();
+            }
+        }
+        if t % 50 == 0 {
+            // Queued outside the measured tick, as the control side does.
+            handle.send_dtmf(0, LegId(4), "1#w").unwrap();
+            handle.send_dtmf(0, LegId(14), "9*").unwrap();
+            thread.apply_commands();
+        }
         if t == 100 {
             // A listener in each room starts talking (Opus: a fork), a talker stops.
             peers[5].source = Source::pcmu(Some(1500.0), 8000.0);
@@ -97,5 +128,15 @@ fn steady_state_ticks_do_not_allocate() {
         stats.forks >= 1,
         "the Opus listener that started talking was forked: {stats:?}"
     );
+    let (mut received, mut sent) = (0, 0);
+    while let Ok(event) = thread.events().try_recv() {
+        match event {
+            MixerEvent::Dtmf { .. } => received += 1,
+            MixerEvent::DtmfSent { .. } => sent += 1,
+            _ => {}
+        }
+    }
+    assert!(received >= 50, "digits received: {received}");
+    assert!(sent >= 10, "digit strings sent: {sent}");
     assert_eq!(allocations, 0, "heap allocations in 300 steady-state ticks");
 }
