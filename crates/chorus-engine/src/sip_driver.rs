@@ -29,13 +29,23 @@ pub(crate) enum SipCommand {
 /// What the SIP layer tells a call task.
 #[derive(Debug)]
 pub(crate) enum CallEvent {
-    Confirmed { sdp: Option<Vec<u8>> },
-    ReInvite { sdp: Option<Vec<u8>> },
-    ReInviteConfirmed { sdp: Option<Vec<u8>> },
+    Confirmed {
+        sdp: Option<Vec<u8>>,
+    },
+    ReInvite {
+        sdp: Option<Vec<u8>>,
+    },
+    ReInviteConfirmed {
+        sdp: Option<Vec<u8>>,
+    },
     /// A DTMF digit carried by SIP INFO (`application/dtmf-relay` or `application/dtmf`),
     /// the fallback when the peer did not negotiate RFC 4733 telephone-event.
+    // The call task does not read the digit yet: the flow interpreter's `GetDigits` will.
     #[allow(dead_code)]
-    Dtmf { digit: char, duration_ms: u32 },
+    Dtmf {
+        digit: char,
+        duration_ms: u32,
+    },
     Ended(EndReason),
 }
 
@@ -188,6 +198,11 @@ impl<S: CallSpawner> SipDriver<S> {
                 Event::ReInviteConfirmed { call, sdp } => {
                     (call, CallEvent::ReInviteConfirmed { sdp })
                 }
+                Event::Dtmf {
+                    call,
+                    digit,
+                    duration_ms,
+                } => (call, CallEvent::Dtmf { digit, duration_ms }),
                 Event::CallEnded { call, reason } => {
                     if let Some(tx) = calls.remove(&call) {
                         let _ = tx.send(CallEvent::Ended(reason));

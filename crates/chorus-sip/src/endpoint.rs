@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::Error;
+use crate::info::{self, InfoBody};
 use crate::message::{
     self, param, parse_cseq, parse_sip_uri, uri_scheme, Message, Method, NameAddr, StartLine, Via,
 };
@@ -100,6 +101,13 @@ pub enum Event {
     ReInviteConfirmed {
         call: CallHandle,
         sdp: Option<Vec<u8>>,
+    },
+    /// A DTMF digit in an in-dialog INFO (`application/dtmf-relay` or `application/dtmf`),
+    /// already answered 200. `duration_ms` is 0 when the body does not give one.
+    Dtmf {
+        call: CallHandle,
+        digit: char,
+        duration_ms: u32,
     },
     /// The call is over and the handle is dead (no more events for it).
     CallEnded { call: CallHandle, reason: EndReason },
@@ -664,11 +672,12 @@ impl Endpoint {
             Method::Invite => self.on_invite(now, key, ctx, dest, from, req),
             Method::Bye => self.on_bye(now, key, ctx, dest, &req),
             Method::Info => {
-                let refusal = match self.dialog_for(&req) {
-                    Some(call) => self.check_remote_cseq(call, req.cseq),
-                    None => Some(Refusal::new(481)),
+                let r = match self.dialog_for(&req) {
+                    Some(call) => self
+                        .check_remote_cseq(call, req.cseq)
+                        .unwrap_or_else(|| self.on_info(call, &req)),
+                    None => Refusal::new(481),
                 };
-                let r = refusal.unwrap_or_else(|| Refusal::new(200));
                 self.respond_new_tx(now, key, false, ctx, dest, r, None);
             }
             Method::Options => {
@@ -1199,6 +1208,24 @@ impl Endpoint {
         self.dialogs
             .get(&(req.call_id.clone(), local, remote))
             .copied()
+    }
+
+    /// An in-dialog INFO in CSeq order: a DTMF digit becomes [`Event::Dtmf`]. RFC 6086 §4.2:
+    /// a body of a type we do not handle is refused with 415 (the dialog is unaffected); a
+    /// DTMF body we cannot read is still acknowledged, but nothing is reported.
+    fn on_info(&mut self, call: CallHandle, req: &Request) -> Refusal {
+        match info::parse(req.msg.first("Content-Type"), &req.body) {
+            InfoBody::Dtmf { digit, duration_ms } => {
+                self.events.push_back(Event::Dtmf {
+                    call,
+                    digit,
+                    duration_ms,
+                });
+                Refusal::new(200)
+            }
+            InfoBody::Empty | InfoBody::Malformed => Refusal::new(200),
+            InfoBody::Unsupported => Refusal::new(415).with("Accept", info::ACCEPTED),
+        }
     }
 
     /// In-dialog requests must arrive in CSeq order (RFC 3261 §12.2.2).

@@ -58,6 +58,7 @@
 
 pub mod endpoint;
 pub mod error;
+mod info;
 mod message;
 pub mod sdp_offer_answer;
 mod timers;
