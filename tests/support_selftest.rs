@@ -88,6 +88,11 @@ fn media_endpoints_exchange_opus_and_pcma_tones() {
 }
 
 #[test]
+fn media_endpoints_exchange_rfc4733_dtmf() {
+    common::media::selftest::media_endpoints_exchange_rfc4733_dtmf();
+}
+
+#[test]
 fn rsip_headers_are_read_by_name_and_params() {
     common::ua::selftest::rsip_headers_are_read_by_name_and_params();
 }

@@ -8,8 +8,9 @@
 //! resampling use `chorus-media` (there is no independent Opus implementation to use); G.711
 //! stays the tests' own.
 
+use std::collections::{HashSet, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +29,73 @@ pub const OPUS_RATE: u32 = 48_000;
 pub const OPUS_FRAME_SAMPLES: usize = 960;
 const FRAME: Duration = Duration::from_millis(20);
 const RTP_HEADER_LEN: usize = 12;
+
+/// RFC 4733 timing of [`Media::send_dtmf`], in 20 ms packets: event updates for 100 ms, the
+/// end packet three times, then normal audio for 60 ms before the next digit.
+pub const DTMF_EVENT_PACKETS: u32 = 5;
+pub const DTMF_END_PACKETS: u32 = 3;
+pub const DTMF_GAP_PACKETS: u32 = 3;
+/// The volume field of the events we send (-10 dBm0).
+pub const DTMF_VOLUME: u8 = 10;
+
+/// The RFC 4733 §3.2 event code of a DTMF digit: `0`-`9`, `*` = 10, `#` = 11, `A`-`D` =
+/// 12-15 (lower case accepted).
+pub fn dtmf_event_code(digit: char) -> Option<u8> {
+    match digit.to_ascii_uppercase() {
+        d @ '0'..='9' => Some(d as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        d @ 'A'..='D' => Some(d as u8 - b'A' + 12),
+        _ => None,
+    }
+}
+
+/// The digit of an RFC 4733 event code; `'?'` for events that are not DTMF digits (16 is
+/// flash, 32+ are tones and line events).
+pub fn dtmf_digit(event: u8) -> char {
+    match event {
+        0..=9 => (b'0' + event) as char,
+        10 => '*',
+        11 => '#',
+        12..=15 => (b'A' + event - 12) as char,
+        _ => '?',
+    }
+}
+
+/// An RFC 4733 §2.3 event payload: (event, end bit, volume, duration).
+pub fn parse_dtmf_payload(payload: &[u8]) -> Option<(u8, bool, u8, u16)> {
+    let p = payload.get(..4)?;
+    Some((
+        p[0],
+        p[1] & 0x80 != 0,
+        p[1] & 0x3F,
+        u16::from_be_bytes([p[2], p[3]]),
+    ))
+}
+
+pub fn write_dtmf_payload(event: u8, end: bool, volume: u8, duration: u16) -> [u8; 4] {
+    let [hi, lo] = duration.to_be_bytes();
+    [event, if end { 0x80 } else { 0 } | (volume & 0x3F), hi, lo]
+}
+
+/// One received RFC 4733 event packet (see [`Media::received_dtmf`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DtmfPacket {
+    pub at: Instant,
+    pub from: SocketAddr,
+    pub ssrc: u32,
+    pub seq: u16,
+    /// The RTP timestamp: the start of the event, the same in all of its packets.
+    pub timestamp: u32,
+    pub marker: bool,
+    pub event: u8,
+    /// [`dtmf_digit`] of `event`.
+    pub digit: char,
+    pub end: bool,
+    pub volume: u8,
+    /// In RTP timestamp units since `timestamp`.
+    pub duration: u16,
+}
 
 /// What a test call sends.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,11 +181,15 @@ pub struct RxPacket {
     pub seq: u16,
     pub timestamp: u32,
     pub ssrc: u32,
+    pub marker: bool,
     /// Decoded audio at 8 kHz for PCMU, PCMA and (resampled) Opus packets; empty for any
     /// other payload type.
     pub samples: Vec<i16>,
     /// RTP payload length in bytes (after any padding is removed).
     pub payload_len: usize,
+    /// The RTP payload of packets that are not decoded as audio (telephone-event, comfort
+    /// noise, unknown types); empty for audio packets.
+    pub payload: Vec<u8>,
 }
 
 /// A parsed RTP header (RFC 3550 §5.1) and the offset of the payload.
@@ -189,6 +261,16 @@ struct Shared {
     sending: AtomicBool,
     sent: AtomicU64,
     received: Mutex<Vec<RxPacket>>,
+    /// Digits [`Media::send_dtmf`] queued for the sender thread.
+    dtmf_queue: Mutex<VecDeque<DtmfDigit>>,
+    /// Digits queued or being sent (cleared after the last end packet of each).
+    dtmf_pending: AtomicUsize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct DtmfDigit {
+    event: u8,
+    payload_type: u8,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -216,6 +298,8 @@ impl Media {
             sending: AtomicBool::new(true),
             sent: AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
+            dtmf_queue: Mutex::new(VecDeque::new()),
+            dtmf_pending: AtomicUsize::new(0),
         });
         let rx_socket = socket.try_clone()?;
         let rx_shared = Arc::clone(&shared);
@@ -254,8 +338,79 @@ impl Media {
         self.shared.sending.store(on, Ordering::Relaxed);
     }
 
+    /// RTP packets sent so far, audio and DTMF events.
     pub fn sent_packets(&self) -> u64 {
         self.shared.sent.load(Ordering::Relaxed)
+    }
+
+    /// Queues `digits` (`0`-`9`, `*`, `#`, `A`-`D`) for the sender thread, which sends each as
+    /// an RFC 4733 event of `payload_type` in its own stream (same SSRC, continuing sequence
+    /// numbers, timestamps at the codec's clock: 8 kHz, 48 kHz for Opus): an update every
+    /// 20 ms for 100 ms (the first with the marker bit, all with the timestamp of the event's
+    /// start and a duration growing by one packet's worth), the end packet three times at the
+    /// same 20 ms pace with the final duration (800 at 8 kHz), then 60 ms of audio before the
+    /// next digit. No audio is sent during an event. Returns at once; see
+    /// [`Media::wait_dtmf_sent`]. Like audio, events are only sent while the media has a
+    /// destination and is sending. Panics on a character that is not a DTMF digit.
+    pub fn send_dtmf(&self, digits: &str, payload_type: u8) {
+        let queued: Vec<DtmfDigit> = digits
+            .chars()
+            .map(|c| DtmfDigit {
+                event: dtmf_event_code(c)
+                    .unwrap_or_else(|| panic!("{c:?} in {digits:?} is not a DTMF digit")),
+                payload_type,
+            })
+            .collect();
+        let mut queue = lock(&self.shared.dtmf_queue);
+        self.shared
+            .dtmf_pending
+            .fetch_add(queued.len(), Ordering::Relaxed);
+        queue.extend(queued);
+    }
+
+    /// Some queued digit has not had all its end packets sent yet.
+    pub fn dtmf_in_progress(&self) -> bool {
+        self.shared.dtmf_pending.load(Ordering::Relaxed) > 0
+    }
+
+    /// Waits until every queued digit has been sent (its last end packet); false on timeout.
+    pub fn wait_dtmf_sent(&self, timeout: Duration) -> bool {
+        super::wait_until(timeout, || !self.dtmf_in_progress())
+    }
+
+    /// Every received RFC 4733 packet of `payload_type`, in arrival order.
+    pub fn received_dtmf(&self, payload_type: u8) -> Vec<DtmfPacket> {
+        lock(&self.shared.received)
+            .iter()
+            .filter(|p| p.payload_type == payload_type)
+            .filter_map(|p| {
+                let (event, end, volume, duration) = parse_dtmf_payload(&p.payload)?;
+                Some(DtmfPacket {
+                    at: p.at,
+                    from: p.from,
+                    ssrc: p.ssrc,
+                    seq: p.seq,
+                    timestamp: p.timestamp,
+                    marker: p.marker,
+                    event,
+                    digit: dtmf_digit(event),
+                    end,
+                    volume,
+                    duration,
+                })
+            })
+            .collect()
+    }
+
+    /// The digits received as RFC 4733 events of `payload_type`: one per distinct (SSRC,
+    /// event timestamp), in order of arrival, so updates and end retransmissions count once.
+    pub fn received_dtmf_digits(&self, payload_type: u8) -> String {
+        let mut seen = HashSet::new();
+        self.received_dtmf(payload_type)
+            .into_iter()
+            .filter(|p| seen.insert((p.ssrc, p.timestamp)))
+            .map(|p| p.digit)
+            .collect()
     }
 
     pub fn clear_received(&self) {
@@ -373,7 +528,7 @@ fn receive_loop(socket: UdpSocket, shared: Arc<Shared>) {
         };
         let payload = &buf[h.payload_offset..h.payload_end];
         let codec = *lock(&shared.codec);
-        let samples = match h.payload_type {
+        let samples: Vec<i16> = match h.payload_type {
             PCMU => payload.iter().map(|&b| ulaw_decode(b)).collect(),
             PCMA => payload.iter().map(|&b| alaw_decode(b)).collect(),
             pt if codec == (Codec::Opus { pt }) => {
@@ -385,6 +540,8 @@ fn receive_loop(socket: UdpSocket, shared: Arc<Shared>) {
             }
             _ => Vec::new(),
         };
+        let is_audio =
+            matches!(h.payload_type, PCMU | PCMA) || codec == (Codec::Opus { pt: h.payload_type });
         lock(&shared.received).push(RxPacket {
             at,
             from,
@@ -392,10 +549,33 @@ fn receive_loop(socket: UdpSocket, shared: Arc<Shared>) {
             seq: h.seq,
             timestamp: h.timestamp,
             ssrc: h.ssrc,
+            marker: h.marker,
             samples,
             payload_len: payload.len(),
+            payload: if is_audio {
+                Vec::new()
+            } else {
+                payload.to_vec()
+            },
         });
     }
+}
+
+/// Where the sender is in [`Media::send_dtmf`]'s digit sequence.
+#[derive(Clone, Copy, Debug)]
+enum DtmfState {
+    Idle,
+    /// Sending `digit`'s event: `sent` of its packets (updates, then end packets) are out.
+    Event {
+        digit: DtmfDigit,
+        timestamp: u32,
+        ticks: u32,
+        sent: u32,
+    },
+    /// Audio until tick `until`, then the next digit.
+    Gap {
+        until: u64,
+    },
 }
 
 fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
@@ -410,6 +590,7 @@ fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
     let start = Instant::now();
     let mut k: u64 = 0;
     let mut first = true;
+    let mut dtmf = DtmfState::Idle;
     while !shared.stop.load(Ordering::Relaxed) {
         // Absolute deadlines: a late wake-up does not push every later packet back.
         let deadline = start + FRAME * k as u32;
@@ -427,6 +608,60 @@ fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
             let codec = *lock(&shared.codec);
             // The stream's timestamps run at the codec's RTP clock: 8 kHz, or 48 kHz for Opus.
             let base = k * u64::from(codec.frame_ticks());
+            // One packet per 20 ms tick, audio or event, so sequence numbers and timestamps
+            // keep following the tick count across events.
+            let seq = seq0.wrapping_add(k as u16);
+            if matches!(dtmf, DtmfState::Idle)
+                || matches!(dtmf, DtmfState::Gap { until } if k >= until)
+            {
+                dtmf = match lock(&shared.dtmf_queue).pop_front() {
+                    Some(digit) => DtmfState::Event {
+                        digit,
+                        timestamp: ts0.wrapping_add(base as u32),
+                        ticks: codec.frame_ticks(),
+                        sent: 0,
+                    },
+                    None => DtmfState::Idle,
+                };
+            }
+            if let DtmfState::Event {
+                digit,
+                timestamp,
+                ticks,
+                sent,
+            } = dtmf
+            {
+                let end = sent >= DTMF_EVENT_PACKETS;
+                let duration = ticks * (sent + 1).min(DTMF_EVENT_PACKETS);
+                let event = write_dtmf_payload(digit.event, end, DTMF_VOLUME, duration as u16);
+                write_rtp(
+                    &mut packet,
+                    sent == 0,
+                    digit.payload_type,
+                    seq,
+                    timestamp,
+                    ssrc,
+                    &event,
+                );
+                if socket.send_to(&packet, dest).is_ok() {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                dtmf = if sent + 1 == DTMF_EVENT_PACKETS + DTMF_END_PACKETS {
+                    shared.dtmf_pending.fetch_sub(1, Ordering::Relaxed);
+                    DtmfState::Gap {
+                        until: k + 1 + u64::from(DTMF_GAP_PACKETS),
+                    }
+                } else {
+                    DtmfState::Event {
+                        digit,
+                        timestamp,
+                        ticks,
+                        sent: sent + 1,
+                    }
+                };
+                k += 1;
+                continue;
+            }
             let len = match codec {
                 Codec::Pcmu | Codec::Pcma => {
                     encoder = None;
@@ -457,7 +692,7 @@ fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
                 &mut packet,
                 first,
                 codec.payload_type(),
-                seq0.wrapping_add(k as u16),
+                seq,
                 ts0.wrapping_add(base as u32),
                 ssrc,
                 &payload[..len],
@@ -560,6 +795,111 @@ pub mod selftest {
                     "{codec:?}: {hear} Hz reads {db:.2} dBFS"
                 );
             }
+        }
+    }
+
+    /// RFC 4733 events from one endpoint to another: the digits decode, each event has its
+    /// marker, timestamp, growing durations and three end packets, and they sit in the audio
+    /// stream's own sequence and timestamp space with 60 ms of audio between digits.
+    pub fn media_endpoints_exchange_rfc4733_dtmf() {
+        let pt = crate::common::sdp::TELEPHONE_EVENT_PT;
+        assert_eq!(
+            "0123456789*#ABCDabcd"
+                .chars()
+                .map(|c| dtmf_event_code(c).expect("a digit"))
+                .collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 12, 13, 14, 15]
+        );
+        assert_eq!(
+            (0..=16).map(dtmf_digit).collect::<String>(),
+            "0123456789*#ABCD?"
+        );
+        assert_eq!(dtmf_event_code('x'), None);
+        for (codec, ticks) in [(Codec::Pcmu, 160u32), (Codec::Opus { pt: 109 }, 960)] {
+            let t0 = Instant::now();
+            let a = Media::start(Source::tone(440.0)).expect("media a");
+            let b = Media::start(Source::Silence).expect("media b");
+            a.set_codec(codec);
+            b.set_codec(codec);
+            a.set_dest(b.local);
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(!a.dtmf_in_progress());
+            a.send_dtmf("12#", pt);
+            assert!(a.dtmf_in_progress());
+            assert!(
+                a.wait_dtmf_sent(Duration::from_secs(3)),
+                "{codec:?}: DTMF not sent in 3 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(b.received_dtmf_digits(pt), "12#", "{codec:?}");
+
+            let events = b.received_dtmf(pt);
+            let per_event = (DTMF_EVENT_PACKETS + DTMF_END_PACKETS) as usize;
+            assert_eq!(events.len(), 3 * per_event, "{codec:?}: {events:#?}");
+            for (group, digit) in events.chunks(per_event).zip(['1', '2', '#']) {
+                let summary: Vec<(char, bool, bool, u16, u8)> = group
+                    .iter()
+                    .map(|e| (e.digit, e.marker, e.end, e.duration, e.volume))
+                    .collect();
+                let expected: Vec<(char, bool, bool, u16, u8)> = (0..per_event as u32)
+                    .map(|i| {
+                        let n = (i + 1).min(DTMF_EVENT_PACKETS);
+                        (
+                            digit,
+                            i == 0,
+                            i >= DTMF_EVENT_PACKETS,
+                            (n * ticks) as u16,
+                            DTMF_VOLUME,
+                        )
+                    })
+                    .collect();
+                assert_eq!(summary, expected, "{codec:?}: event {digit}");
+                assert!(
+                    group.iter().all(|e| e.timestamp == group[0].timestamp),
+                    "{codec:?}: one timestamp per event"
+                );
+            }
+
+            // The whole stream: one SSRC, consecutive sequence numbers, one timestamp clock;
+            // no audio during an event and three audio packets between events.
+            let packets = b.packets_between(t0, Instant::now());
+            assert!(packets.iter().all(|p| p.ssrc == packets[0].ssrc));
+            assert!(
+                packets
+                    .windows(2)
+                    .all(|w| w[1].seq == w[0].seq.wrapping_add(1)),
+                "{codec:?}: sequence numbers continue through the events"
+            );
+            let tick_ts = |p: &RxPacket| {
+                packets[0]
+                    .timestamp
+                    .wrapping_add(ticks * u32::from(p.seq.wrapping_sub(packets[0].seq)))
+            };
+            let mut kinds = String::new();
+            for (i, p) in packets.iter().enumerate() {
+                if p.payload_type == pt {
+                    kinds.push('e');
+                    if p.marker {
+                        assert_eq!(p.timestamp, tick_ts(p), "{codec:?}: event start");
+                    } else {
+                        assert_eq!(p.timestamp, packets[i - 1].timestamp, "{codec:?}");
+                    }
+                } else {
+                    assert_eq!(p.payload_type, codec.payload_type());
+                    assert_eq!(p.timestamp, tick_ts(p), "{codec:?}: audio timestamps");
+                    assert!(p.payload.is_empty(), "audio payloads are decoded, not kept");
+                    kinds.push('a');
+                }
+            }
+            let event = "e".repeat(per_event);
+            let gap = "a".repeat(DTMF_GAP_PACKETS as usize);
+            let expected = format!("a{event}{gap}{event}{gap}{event}a");
+            let core = kinds.trim_start_matches('a').trim_end_matches('a');
+            assert!(
+                kinds.starts_with('a') && kinds.ends_with('a'),
+                "{codec:?}: {kinds}"
+            );
+            assert_eq!(format!("a{core}a"), expected, "{codec:?}: {kinds}");
         }
     }
 }

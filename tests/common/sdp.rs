@@ -3,6 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+/// The payload type our SDP offers telephone-event (RFC 4733, `telephone-event/8000`,
+/// events 0-16) at when asked ([`write`], [`super::ua::CallOptions::telephone_event`]).
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
     SendRecv,
@@ -195,7 +199,7 @@ pub fn write(
 ) -> String {
     let mut pts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
     if telephone_event {
-        pts.push("101".into());
+        pts.push(TELEPHONE_EVENT_PT.to_string());
     }
     let mut sdp = format!(
         "v=0\r\no=chorus-tests 4242 {session_version} IN IP4 {ip}\r\ns=chorus-tests\r\n\
@@ -215,7 +219,9 @@ pub fn write(
         }
     }
     if telephone_event {
-        sdp.push_str("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n");
+        sdp.push_str(&format!(
+            "a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-16\r\n"
+        ));
     }
     sdp.push_str(&format!("a=ptime:20\r\na={}\r\n", direction.attribute()));
     sdp
