@@ -8,6 +8,7 @@ packages=(
   build-essential pkg-config libopus-dev   # build: C toolchain, libopus for the Opus codec
   sip-tester                               # SIPp: load and signalling peer in tests
   sox espeak-ng                            # audio fixtures and the TTS engine
+  lame                                     # the tests encode MP3 fixtures with it (tests/common/app.rs)
   iproute2 curl ca-certificates            # network namespaces for impairment tests; HTTP checks
   python3 python3-venv python3-pip         # the official REST SDKs the API tests drive
 )

@@ -138,6 +138,21 @@ fn file_server_serves_its_file() {
 }
 
 #[test]
+fn app_serves_and_records() {
+    common::app::selftest::app_serves_and_records();
+}
+
+#[test]
+fn app_form_coding_round_trips() {
+    common::app::selftest::form_coding_round_trips();
+}
+
+#[test]
+fn app_audio_fixtures_are_wav_and_mp3() {
+    common::app::selftest::audio_fixtures_are_wav_and_mp3();
+}
+
+#[test]
 fn sipp_stat_csv_final_counters_are_read() {
     common::sipp::selftest::stat_csv_final_counters_are_read();
 }

@@ -4,6 +4,7 @@
 //! Each test binary pulls this in with `mod common;` and uses a subset, hence the allow.
 #![allow(dead_code, unused_imports)]
 
+pub mod app;
 pub mod audio;
 pub mod json;
 pub mod media;
