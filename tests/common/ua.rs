@@ -759,6 +759,23 @@ impl Call {
     }
 
     fn in_dialog(&mut self, method: &str, body: Option<&str>) -> anyhow::Result<rsip::Response> {
+        self.in_dialog_typed(method, body.map(|b| ("application/sdp", b)))
+    }
+
+    /// Sends SIP INFO with this body (e.g. `application/dtmf-relay`, RFC 6086); returns the
+    /// engine's status code.
+    pub fn send_info(&mut self, content_type: &str, body: &str) -> anyhow::Result<u16> {
+        Ok(self
+            .in_dialog_typed("INFO", Some((content_type, body)))?
+            .status_code
+            .code())
+    }
+
+    fn in_dialog_typed(
+        &mut self,
+        method: &str,
+        body: Option<(&str, &str)>,
+    ) -> anyhow::Result<rsip::Response> {
         self.cseq += 1;
         let branch = Ua::new_branch();
         let msg = self.ua.format_request(
@@ -770,7 +787,7 @@ impl Call {
             &self.call_id,
             self.cseq,
             &[],
-            body.map(|b| ("application/sdp", b)),
+            body,
         );
         self.ua.transact(&msg, &branch, TRANSACTION_TIMEOUT)
     }

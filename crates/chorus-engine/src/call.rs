@@ -49,7 +49,7 @@ impl Drop for ActiveCall {
     }
 }
 
-fn to_mixer_codec(n: &Negotiated) -> Codec {
+pub(crate) fn to_mixer_codec(n: &Negotiated) -> Codec {
     match n.codec {
         chorus_sip::Codec::Pcmu => Codec {
             encoding: Encoding::Pcmu,
@@ -86,7 +86,7 @@ fn to_flow(n: &Negotiated) -> Flow {
     }
 }
 
-fn leg_update(n: &Negotiated) -> LegUpdate {
+pub(crate) fn leg_update(n: &Negotiated) -> LegUpdate {
     LegUpdate {
         codec: to_mixer_codec(n),
         telephone_event_pt: n.telephone_event_pt,
@@ -106,11 +106,6 @@ async fn run(
     let reject = |status| {
         let _ = shared.sip.send(SipCommand::Reject { call, status });
     };
-    let Some(room) = incoming.request_user.clone().filter(|r| !r.is_empty()) else {
-        info!(request_host = %incoming.request_host, "no room in the Request-URI");
-        reject(NOT_FOUND);
-        return;
-    };
     // The call belongs to the account its Request-URI routes to (domain or number pattern),
     // else to the first account.
     let routed = crate::config::route_call(
@@ -118,10 +113,27 @@ async fn run(
         incoming.request_user.as_deref(),
         &incoming.request_host,
     );
-    let Some(account) = routed.map(|a| a.auth_id.clone()) else {
+    let Some(account) = routed.cloned() else {
         reject(SERVICE_UNAVAILABLE);
         return;
     };
+    let answer_url = account
+        .answer_url
+        .clone()
+        .map(|u| (u, account.answer_method))
+        .or_else(|| {
+            shared
+                .config
+                .answer_url
+                .clone()
+                .map(|u| (u, shared.config.answer_method))
+        });
+    let room = incoming.request_user.clone().filter(|r| !r.is_empty());
+    if room.is_none() && answer_url.is_none() {
+        info!(request_host = %incoming.request_host, "no room in the Request-URI");
+        reject(NOT_FOUND);
+        return;
+    }
     let Some(socket) = shared.ports.allocate() else {
         warn!("RTP port range exhausted");
         reject(SERVICE_UNAVAILABLE);
@@ -171,8 +183,38 @@ async fn run(
             to_flow,
         ),
     };
+    if let Some((url, method)) = answer_url {
+        let thread = shared.mixer.pick_thread();
+        let private = shared.rooms.private_room();
+        if let Err(error) = shared.mixer.add_leg(thread, private, spec) {
+            warn!(%error, "media thread refused the leg");
+            reject(SERVICE_UNAVAILABLE);
+            return;
+        }
+        let setup = crate::flow::Setup {
+            shared: shared.clone(),
+            call,
+            call_uuid: call_uuid.to_string(),
+            account,
+            answer: chorus_flow::Target { url, method },
+            leg,
+            thread,
+            room: private,
+            sdp,
+            local,
+            negotiated,
+            from: user_part(&incoming.from),
+            to: room.unwrap_or_default(),
+            caller_name: incoming.from_display.clone().unwrap_or_default(),
+            events,
+            stop,
+        };
+        crate::flow::run(setup).await;
+        return;
+    }
+    let room = room.unwrap_or_default();
     let key = RoomKey {
-        account,
+        account: account.auth_id.clone(),
         name: room.clone(),
     };
     let codec_rate = spec.codec.encoding.rate();
@@ -190,6 +232,7 @@ async fn run(
         flags: Default::default(),
         codec_rate,
         commands: member_tx,
+        waiting: false,
     };
     let (room_id, thread) = shared.rooms.join(key.clone(), &shared.mixer, member);
     let entry = Entry {
@@ -233,7 +276,7 @@ async fn run(
                     }
                 }
                 Some(CallEvent::ReInvite { sdp }) => {
-                    handle_reinvite(&shared, call, &mut local, sdp, &mut negotiated, &update);
+                    handle_reinvite_for(&shared, call, &mut local, sdp, &mut negotiated, &update);
                 }
                 Some(CallEvent::Dtmf { .. }) => {}
                 Some(CallEvent::Ended(reason)) => break reason,
@@ -256,6 +299,8 @@ async fn run(
                     }
                     hang_up(&shared, call, &mut hanging_up);
                 }
+                // Rooms of the default flow start at once and have no stayAlone.
+                MemberCommand::RoomStarted | MemberCommand::CheckAlone => {}
             },
         }
     };
@@ -304,13 +349,13 @@ fn hang_up(shared: &Shared, call: CallHandle, hanging_up: &mut bool) {
 
 /// RFC 3264 §8: a new offer in the dialog — hold (sendonly/inactive/c=0.0.0.0), unhold, or a
 /// session refresh repeating the same SDP. Media continues throughout.
-fn handle_reinvite(
+pub(crate) fn handle_reinvite_for(
     shared: &Shared,
     call: CallHandle,
     local: &mut LocalMedia,
     sdp: Option<Vec<u8>>,
     negotiated: &mut Option<Negotiated>,
-    update: &impl Fn(&Negotiated),
+    update: &dyn Fn(&Negotiated),
 ) {
     let Some(offer) = sdp else {
         // Re-INVITE without an offer: we offer, the answer comes in the ACK.

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chorus_flow::Method;
 use chorus_mixer::MixerConfig;
 
 /// An API account. Inbound calls and rooms belong to one.
@@ -17,6 +18,16 @@ pub struct Account {
     /// Inbound calls whose Request-URI host is one of these (case-insensitive) belong to this
     /// account.
     pub domains: Vec<String>,
+    /// The account's XML call flow (API.md §9.1); without one the engine-wide
+    /// [`EngineConfig::answer_url`] applies, and without that the default flow.
+    pub answer_url: Option<String>,
+    pub answer_method: Method,
+    /// Fetched when the answer URL fails.
+    pub fallback_url: Option<String>,
+    pub fallback_method: Method,
+    /// Told once when a call ends (API.md §9.2); the engine-wide one applies otherwise.
+    pub hangup_url: Option<String>,
+    pub hangup_method: Method,
 }
 
 impl Account {
@@ -27,6 +38,12 @@ impl Account {
             auth_token: auth_token.into(),
             numbers: Vec::new(),
             domains: Vec::new(),
+            answer_url: None,
+            answer_method: Method::Post,
+            fallback_url: None,
+            fallback_method: Method::Post,
+            hangup_url: None,
+            hangup_method: Method::Post,
         }
     }
 
@@ -70,8 +87,16 @@ pub struct EngineConfig {
     pub rtp_bind_ip: IpAddr,
     pub rtp_ports: (u16, u16),
     pub accounts: Vec<Account>,
-    /// Used by the XML call-flow work; without it the default flow runs.
+    /// The XML call flow of accounts that set none; without any the default flow runs.
     pub answer_url: Option<String>,
+    pub answer_method: Method,
+    /// The hangup webhook of accounts that set none.
+    pub hangup_url: Option<String>,
+    pub hangup_method: Method,
+    /// `stayAlone` when a `<Conference>` does not say (API.md §15.3).
+    pub stay_alone_default: bool,
+    /// Engine-wide room capacity: `maxMembers` above it is clamped (API.md §15.4).
+    pub max_members_cap: u32,
     pub recordings_dir: PathBuf,
     pub mixer: MixerConfig,
     /// How long shutdown waits for BYEs to be answered before giving up.
@@ -91,6 +116,11 @@ impl EngineConfig {
             rtp_ports,
             accounts: vec![Account::new("MA_DEMO", "demo")],
             answer_url: None,
+            answer_method: Method::Post,
+            hangup_url: None,
+            hangup_method: Method::Post,
+            stay_alone_default: true,
+            max_members_cap: 200,
             recordings_dir: PathBuf::from("recordings"),
             mixer: MixerConfig::default(),
             hangup_timeout: Duration::from_secs(5),

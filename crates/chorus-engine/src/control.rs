@@ -20,7 +20,8 @@ pub struct Control {
     shared: Arc<Shared>,
 }
 
-static NEXT_PLAYBACK: AtomicU64 = AtomicU64::new(1);
+/// Playback ids, engine-wide, so a call task never mistakes a REST playback for its own.
+pub(crate) static NEXT_PLAYBACK: AtomicU64 = AtomicU64::new(1);
 
 impl Control {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {

@@ -19,9 +19,11 @@
 //! SIP driver is the only owner of the SIP endpoint.
 
 mod call;
+mod conference;
 mod config;
 mod control;
 mod error;
+mod flow;
 mod metrics;
 mod ports;
 pub mod prompts;
@@ -33,8 +35,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use chorus_mixer::{Mixer, MixerHandle};
+use chorus_mixer::{Mixer, MixerEvent, MixerHandle};
 use chorus_sip::{Endpoint, EndpointConfig, IncomingCall, TimerConfig};
+use dashmap::DashMap;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{info, warn};
@@ -60,6 +63,58 @@ pub(crate) struct Shared {
     next_leg: AtomicU64,
     refusing: AtomicBool,
     prompts: prompts::Prompts,
+    webhooks: webhooks::Webhooks,
+    /// Where each leg's media events go (its call task), for legs whose flow wants them.
+    legs: Arc<DashMap<u64, mpsc::UnboundedSender<LegEvent>>>,
+}
+
+/// What a media thread reports about one leg, routed to that leg's call task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LegEvent {
+    /// Served by `thread` in `room` (after an add or a move).
+    Added {
+        thread: usize,
+        room: chorus_mixer::RoomId,
+    },
+    Dtmf {
+        digit: char,
+        duration_ms: u32,
+    },
+    PlaybackDone {
+        id: u64,
+        interrupted: bool,
+    },
+    /// The leg became the room's loudest talker.
+    Floor,
+}
+
+/// Routes media-thread events to call tasks; everything else (removed legs, garbage) is
+/// dropped here, off the media threads.
+fn route_mixer_events(
+    events: crossbeam_channel::Receiver<MixerEvent>,
+    legs: Arc<DashMap<u64, mpsc::UnboundedSender<LegEvent>>>,
+) {
+    while let Ok(event) = events.recv() {
+        let (leg, routed) = match event {
+            MixerEvent::LegAdded { leg, room, thread } => (leg, LegEvent::Added { thread, room }),
+            MixerEvent::Dtmf {
+                leg,
+                digit,
+                duration_ms,
+                ..
+            } => (leg, LegEvent::Dtmf { digit, duration_ms }),
+            MixerEvent::PlaybackDone {
+                leg,
+                id,
+                interrupted,
+            } => (leg, LegEvent::PlaybackDone { id, interrupted }),
+            MixerEvent::Floor { leg, .. } => (leg, LegEvent::Floor),
+            _ => continue,
+        };
+        if let Some(tx) = legs.get(&leg.0) {
+            let _ = tx.send(routed);
+        }
+    }
 }
 
 impl Shared {
@@ -135,10 +190,13 @@ impl Engine {
             })?;
         let mixer = Mixer::start(config.mixer.clone())?;
         let events = mixer.events();
-        // Removed legs come back here to be freed off the media threads.
+        let legs = Arc::new(DashMap::new());
+        let router_legs = Arc::clone(&legs);
+        // Removed legs come back here to be freed off the media threads; DTMF, playback and
+        // floor events go on to the call tasks.
         let reaper = std::thread::Builder::new()
-            .name("media-reaper".into())
-            .spawn(move || while events.recv().is_ok() {})
+            .name("media-events".into())
+            .spawn(move || route_mixer_events(events, router_legs))
             .ok();
         let contact = SocketAddr::new(config.advertise_ip, sip_addr.port());
         let endpoint = Endpoint::new(EndpointConfig {
@@ -159,6 +217,11 @@ impl Engine {
             next_leg: AtomicU64::new(1),
             refusing: AtomicBool::new(false),
             prompts: prompts::Prompts::new(),
+            webhooks: webhooks::Webhooks::new(webhooks::WebhookConfig {
+                user_agent: config.user_agent.clone(),
+                ..webhooks::WebhookConfig::default()
+            }),
+            legs,
             config,
         });
         let (hang_up_calls, calls_stop) = watch::channel(false);

@@ -23,6 +23,56 @@ pub enum MemberCommand {
     Hangup,
     /// Leave the room; the call flow goes on (with the default flow, the call then ends).
     Kick,
+    /// A moderator (`startConferenceOnEnter`) is present: waiting members join the mix.
+    RoomStarted,
+    /// Someone left: a `stayAlone="false"` member checks whether it is now alone.
+    CheckAlone,
+}
+
+/// Room-wide settings of an XML `<Conference>` room (API.md §7.1, §7.3).
+#[derive(Debug, Clone)]
+pub struct ConfState {
+    /// A `startConferenceOnEnter` member has been present (the default flow starts rooms at
+    /// once).
+    pub started: bool,
+    /// Capacity set by the first member (it sticks, API.md §15.4).
+    pub max_members: u32,
+    /// Bumped whenever the `timeLimit` timer is (re)armed; a timer firing with an old value
+    /// does nothing.
+    pub timer_generation: u64,
+}
+
+impl Default for ConfState {
+    fn default() -> Self {
+        Self {
+            started: true,
+            max_members: u32::MAX,
+            timer_generation: 0,
+        }
+    }
+}
+
+/// Why a member could not join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinRefused {
+    /// The room is at its `maxMembers`.
+    Full,
+}
+
+/// The result of [`Rooms::join_conference`].
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub id: RoomId,
+    pub thread: usize,
+    pub uuid: uuid::Uuid,
+    /// The room was created by this join.
+    pub first: bool,
+    /// Whether the room is started (after this join).
+    pub started: bool,
+    /// This join started the room (a moderator arrived while others waited).
+    pub started_now: bool,
+    /// The other members, as of the join.
+    pub others: Vec<Member>,
 }
 
 /// A member of a live room.
@@ -40,6 +90,8 @@ pub struct Member {
     /// The rate of the member's codec: what its private audio must be prepared at.
     pub codec_rate: u32,
     pub commands: mpsc::UnboundedSender<MemberCommand>,
+    /// Waiting for a moderator: neither heard nor hearing the room.
+    pub waiting: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +101,7 @@ pub struct RoomEntry {
     pub uuid: uuid::Uuid,
     pub created: Instant,
     pub members: Vec<Member>,
+    pub conf: ConfState,
 }
 
 #[derive(Debug)]
@@ -83,9 +136,102 @@ impl Rooms {
             uuid: uuid::Uuid::new_v4(),
             created: Instant::now(),
             members: Vec::new(),
+            conf: ConfState::default(),
         });
         entry.members.push(member);
         (entry.id, entry.thread)
+    }
+
+    /// A room id for a call's private room (prompts before and after its conferences); it
+    /// is never in the registry.
+    pub fn private_room(&self) -> RoomId {
+        RoomId(self.next_room.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Joins an XML `<Conference>` room, creating it on `thread` (where the member's leg
+    /// already is) if needed. `moderator` = `startConferenceOnEnter`; `max_members` sticks
+    /// from the first member; a full room refuses the member (API.md §7.2 step 2).
+    pub fn join_conference(
+        &self,
+        key: RoomKey,
+        thread: usize,
+        mut member: Member,
+        moderator: bool,
+        max_members: u32,
+    ) -> Result<Joined, JoinRefused> {
+        let mut first = false;
+        let mut entry = self.rooms.entry(key).or_insert_with(|| {
+            first = true;
+            RoomEntry {
+                id: RoomId(self.next_room.fetch_add(1, Ordering::Relaxed)),
+                thread,
+                uuid: uuid::Uuid::new_v4(),
+                created: Instant::now(),
+                members: Vec::new(),
+                conf: ConfState {
+                    started: false,
+                    max_members: max_members.max(1),
+                    timer_generation: 0,
+                },
+            }
+        });
+        if entry.members.len() as u64 >= u64::from(entry.conf.max_members) {
+            return Err(JoinRefused::Full);
+        }
+        let started_now = moderator && !entry.conf.started;
+        if moderator {
+            entry.conf.started = true;
+        }
+        member.waiting = !entry.conf.started;
+        if started_now {
+            for m in &mut entry.members {
+                m.waiting = false;
+            }
+        }
+        let others = entry.members.clone();
+        entry.members.push(member);
+        Ok(Joined {
+            id: entry.id,
+            thread: entry.thread,
+            uuid: entry.uuid,
+            first,
+            started: entry.conf.started,
+            started_now,
+            others,
+        })
+    }
+
+    /// Leaves room instance `id`; returns the members still there.
+    pub fn leave_conference(&self, key: &RoomKey, id: RoomId, member: u64) -> Vec<Member> {
+        let mut remaining = Vec::new();
+        if let Some(mut entry) = self.rooms.get_mut(key) {
+            if entry.id == id {
+                entry.members.retain(|m| m.id != member);
+                remaining = entry.members.clone();
+            }
+        }
+        self.rooms
+            .remove_if(key, |_, e| e.id == id && e.members.is_empty());
+        remaining
+    }
+
+    /// Arms the room's `timeLimit` timer anew; returns its generation, or `None` when room
+    /// instance `id` is gone.
+    pub fn rearm_timer(&self, key: &RoomKey, id: RoomId) -> Option<u64> {
+        let mut entry = self.rooms.get_mut(key)?;
+        if entry.id != id {
+            return None;
+        }
+        entry.conf.timer_generation += 1;
+        Some(entry.conf.timer_generation)
+    }
+
+    /// The members of room instance `id` if its timer is still generation `generation`.
+    pub fn timer_fired(&self, key: &RoomKey, id: RoomId, generation: u64) -> Vec<Member> {
+        match self.rooms.get(key) {
+            Some(e) if e.id == id && e.conf.timer_generation == generation => e.members.clone(),
+            _ => Vec::new(),
+        }
     }
 
     /// Takes a member out of room instance `id`; the room is forgotten with its last member

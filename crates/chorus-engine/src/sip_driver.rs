@@ -19,11 +19,30 @@ use tracing::{debug, error, warn};
 /// What a call task asks of the SIP layer.
 #[derive(Debug)]
 pub(crate) enum SipCommand {
-    Answer { call: CallHandle, sdp: Vec<u8> },
-    Reject { call: CallHandle, status: u16 },
-    AnswerReinvite { call: CallHandle, sdp: Vec<u8> },
-    RejectReinvite { call: CallHandle, status: u16 },
-    Hangup { call: CallHandle },
+    Answer {
+        call: CallHandle,
+        sdp: Vec<u8>,
+    },
+    /// 183 with SDP: early media before the answer (`<PreAnswer>`).
+    Progress {
+        call: CallHandle,
+        sdp: Vec<u8>,
+    },
+    Reject {
+        call: CallHandle,
+        status: u16,
+    },
+    AnswerReinvite {
+        call: CallHandle,
+        sdp: Vec<u8>,
+    },
+    RejectReinvite {
+        call: CallHandle,
+        status: u16,
+    },
+    Hangup {
+        call: CallHandle,
+    },
 }
 
 /// What the SIP layer tells a call task.
@@ -137,6 +156,7 @@ impl<S: CallSpawner> SipDriver<S> {
         let now = Instant::now().into_std();
         let (call, result) = match command {
             SipCommand::Answer { call, sdp } => (call, self.endpoint.answer(now, call, sdp)),
+            SipCommand::Progress { call, sdp } => (call, self.endpoint.progress(now, call, sdp)),
             SipCommand::Reject { call, status } => (call, self.endpoint.reject(now, call, status)),
             SipCommand::AnswerReinvite { call, sdp } => {
                 (call, self.endpoint.answer_reinvite(now, call, sdp))

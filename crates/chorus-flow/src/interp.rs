@@ -114,12 +114,25 @@ pub enum Input {
     /// The step finished normally.
     Done,
     /// A fetched document body, or why the fetch failed.
-    Fetched(Result<String, String>),
+    Fetched(Result<String, FetchFailure>),
     /// The member left the conference (kick, refused, room ended) with the call still up.
     /// `params` are the `action` parameters (API.md §8.4).
     ConferenceLeft { params: Params },
+    /// The member could not join (the room is full): no `action`, the next verb runs
+    /// (API.md §7.2 step 2).
+    ConferenceRefused,
     /// Digit collection finished.
     Digits(DigitsOutcome),
+}
+
+/// Why a document could not be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// Unreachable, timed out, or answered with an error status.
+    Failed(String),
+    /// The body was larger than a document may be (API.md §9.1: 100 KB): a bad document,
+    /// not a failed fetch.
+    TooLarge(String),
 }
 
 /// How a digit collection ended.
@@ -303,6 +316,7 @@ impl Interpreter {
             (Pending::Conference { action, redirect }, Input::ConferenceLeft { params }) => {
                 self.after_action(action, redirect, params)
             }
+            (Pending::Conference { .. }, Input::ConferenceRefused) => self.next(),
             (Pending::GetDigits { spec, attempt }, Input::Digits(outcome)) => {
                 self.after_digits(*spec, attempt, outcome)
             }
@@ -350,10 +364,11 @@ impl Interpreter {
         }
     }
 
-    fn fetched(&mut self, kind: FetchKind, result: Result<String, String>) -> Step {
+    fn fetched(&mut self, kind: FetchKind, result: Result<String, FetchFailure>) -> Step {
         let body = match result {
             Ok(body) => body,
-            Err(reason) => {
+            Err(FetchFailure::TooLarge(reason)) => return self.end(EndCause::InvalidXml(reason)),
+            Err(FetchFailure::Failed(reason)) => {
                 if kind == FetchKind::Answer {
                     if let Some(fallback) = self.fallback.clone() {
                         // The fallback is a second try, not a loop.

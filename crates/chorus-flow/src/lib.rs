@@ -57,7 +57,8 @@ pub use ast::*;
 pub use digits::{Collector, DigitsMatcher};
 pub use error::FlowError;
 pub use interp::{
-    DigitsOutcome, EndCause, FetchKind, Input, Interpreter, Limits, Params, Step, Target,
+    DigitsOutcome, EndCause, FetchFailure, FetchKind, Input, Interpreter, Limits, Params, Step,
+    Target,
 };
 
 /// Largest document accepted, in bytes.

@@ -72,6 +72,22 @@ fn kick_resumes_with_the_next_verb() {
 }
 
 #[test]
+fn refused_conference_skips_its_action_and_runs_the_next_verb() {
+    let mut i = inbound();
+    i.start();
+    fetched(
+        &mut i,
+        "<Response><Conference action=\"http://app/after\">full</Conference><Speak>sorry</Speak></Response>",
+    );
+    i.resume(Input::Done);
+    let step = i.resume(Input::ConferenceRefused);
+    assert!(
+        matches!(step, Step::Speak(ref s) if s.text == "sorry"),
+        "{step:?}"
+    );
+}
+
+#[test]
 fn conference_action_replaces_the_document() {
     let mut i = inbound();
     i.start();
@@ -136,12 +152,32 @@ fn failed_answer_fetch_tries_the_fallback_then_ends() {
         Limits::default(),
     );
     i.start();
-    let step = i.resume(Input::Fetched(Err("connection refused".into())));
+    let step = i.resume(Input::Fetched(Err(FetchFailure::Failed(
+        "connection refused".into(),
+    ))));
     assert!(
         matches!(step, Step::Fetch { ref target, kind: FetchKind::AnswerFallback, .. } if target.url == "http://backup/answer")
     );
-    let step = i.resume(Input::Fetched(Err("HTTP 500".into())));
+    let step = i.resume(Input::Fetched(Err(FetchFailure::Failed("HTTP 500".into()))));
     assert_eq!(step, Step::End(EndCause::FetchFailed("HTTP 500".into())));
+}
+
+#[test]
+fn oversized_document_is_invalid_xml_not_a_fetch_failure() {
+    let mut i = Interpreter::new(
+        target("http://app/answer"),
+        Some(target("http://backup/answer")),
+        true,
+        Limits::default(),
+    );
+    i.start();
+    let step = i.resume(Input::Fetched(Err(FetchFailure::TooLarge(
+        "over 102400 bytes".into(),
+    ))));
+    assert!(
+        matches!(step, Step::End(EndCause::InvalidXml(_))),
+        "{step:?}"
+    );
 }
 
 #[test]

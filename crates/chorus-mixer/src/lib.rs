@@ -303,6 +303,12 @@ pub enum MixerEvent {
         stats: LegStats,
         resources: LegResources,
     },
+    /// A leg is now served by `thread` in `room` (after an add or a move).
+    LegAdded {
+        leg: LegId,
+        room: RoomId,
+        thread: usize,
+    },
     /// A member started or stopped talking (for `floorEvent` and talker indications).
     Talking {
         room: RoomId,

@@ -290,6 +290,13 @@ impl MediaThread {
             self.stats().codec_errors.fetch_add(1, Ordering::Relaxed);
         }
         self.publish_counts();
+        // The control side waits for this after a move before it sends the leg's new thread
+        // more commands, which would otherwise overtake the handover.
+        self.emit(MixerEvent::LegAdded {
+            leg: id,
+            room: room_id,
+            thread: self.index,
+        });
     }
 
     fn reshape(&mut self, room: RoomId) {

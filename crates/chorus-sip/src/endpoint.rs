@@ -120,6 +120,8 @@ pub struct IncomingCall {
     pub call_id: String,
     /// The From URI, e.g. `sip:alice@host`.
     pub from: String,
+    /// The From display name (`"Alice" <sip:…>` → `Alice`), if any.
+    pub from_display: Option<String>,
     /// The To URI.
     pub to: String,
     /// User part of the Request-URI, percent-decoded.
@@ -448,6 +450,35 @@ impl Endpoint {
         if let Some(c) = self.calls.get_mut(&call) {
             c.state = CallState::Answered;
         }
+        Ok(())
+    }
+
+    /// `183 Session Progress` with `sdp` for early media (RFC 3261 §13.3.1.1, RFC 3960):
+    /// the media flows before the call is answered. Sent unreliably (no RFC 3262 PRACK);
+    /// INVITE retransmissions get it again. The call stays offered: [`Endpoint::answer`] or
+    /// [`Endpoint::reject`] still follow.
+    pub fn progress(&mut self, _now: Instant, call: CallHandle, sdp: Vec<u8>) -> Result<(), Error> {
+        let c = self.calls.get(&call).ok_or(Error::UnknownCall(call))?;
+        if c.state != CallState::Offered {
+            return Err(Error::InvalidState {
+                call,
+                state: c.state.name(),
+            });
+        }
+        let key = c.invite_tx.clone();
+        let tx = self.server_txs.get(&key).ok_or(Error::InvalidState {
+            call,
+            state: "INVITE transaction gone",
+        })?;
+        if tx.state != ServerState::Proceeding {
+            return Err(Error::InvalidState {
+                call,
+                state: "INVITE transaction not proceeding",
+            });
+        }
+        let extra = [("Contact", self.contact_header(tx.dest.transport))];
+        let payload = self.response_bytes(&tx.ctx, 183, Some(&tx.to_tag), &extra, Some(&sdp));
+        self.send_on_tx(&key, payload);
         Ok(())
     }
 
@@ -799,6 +830,7 @@ impl Endpoint {
         self.events.push_back(Event::IncomingCall(IncomingCall {
             call: handle,
             call_id: req.call_id,
+            from_display: req.msg.first("From").and_then(display_name),
             from: req.from.uri,
             to: req.to.uri,
             request_user,
@@ -1737,6 +1769,28 @@ fn request_uri_parts(uri: &str) -> (Option<String>, String) {
 
 /// Copies what a response needs, filling `received`/`rport` into the top Via
 /// (RFC 3261 §18.2.1, RFC 3581 §4).
+/// The display name of a name-addr (RFC 3261 §25.1: a token list or a quoted string before
+/// `<`), unquoted and unescaped.
+fn display_name(value: &str) -> Option<String> {
+    let value = value.trim();
+    let name = if let Some(rest) = value.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = rest.chars();
+        loop {
+            match chars.next()? {
+                '\\' => out.push(chars.next()?),
+                '"' => break,
+                c => out.push(c),
+            }
+        }
+        out
+    } else {
+        let (before, _) = value.split_once('<')?;
+        before.trim().to_owned()
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 fn response_ctx(msg: &Message, vias: &[String], top: &Via, from: Peer) -> ResponseCtx {
     let mut vias = vias.to_vec();
     if let Some(first) = vias.first_mut() {

@@ -66,6 +66,14 @@ pub struct MediaSection {
 #[serde(deny_unknown_fields)]
 pub struct CallsSection {
     pub answer_url: Option<String>,
+    /// `GET` or `POST` (default).
+    pub answer_method: Option<String>,
+    pub hangup_url: Option<String>,
+    pub hangup_method: Option<String>,
+    /// `stayAlone` of `<Conference>` elements that do not say (API.md §15.3; default true).
+    pub stay_alone_default: Option<bool>,
+    /// Largest room (`maxMembers` above it is clamped; default 200).
+    pub max_members: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +99,14 @@ pub struct AccountEntry {
     /// Request-URI hosts.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// This account's XML call flow (else `calls.answer_url`).
+    pub answer_url: Option<String>,
+    pub answer_method: Option<String>,
+    /// Fetched when the answer URL fails.
+    pub fallback_url: Option<String>,
+    pub fallback_method: Option<String>,
+    pub hangup_url: Option<String>,
+    pub hangup_method: Option<String>,
 }
 
 /// Command-line values that replace the file's.
@@ -146,6 +162,25 @@ pub fn parse_account(text: &str) -> anyhow::Result<Account> {
     Ok(Account::new(id, token))
 }
 
+/// `GET` or `POST` (any case); absent = POST.
+fn method(text: Option<&str>) -> anyhow::Result<chorus_flow::Method> {
+    match text.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("POST") => Ok(chorus_flow::Method::Post),
+        Some("GET") => Ok(chorus_flow::Method::Get),
+        Some(other) => bail!("method must be GET or POST, not {other:?}"),
+    }
+}
+
+/// Webhook URLs must be absolute http(s) URLs.
+fn checked_url(url: Option<String>, what: &str) -> anyhow::Result<Option<String>> {
+    match url {
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+            bail!("{what} must be an http:// or https:// URL, not {u:?}")
+        }
+        other => Ok(other),
+    }
+}
+
 pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Settings> {
     let sip_listen = overrides
         .sip_listen
@@ -181,6 +216,12 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
                     })
                     .collect::<anyhow::Result<_>>()?;
                 account.domains = a.domains;
+                account.answer_url = checked_url(a.answer_url, "answer_url")?;
+                account.answer_method = method(a.answer_method.as_deref())?;
+                account.fallback_url = checked_url(a.fallback_url, "fallback_url")?;
+                account.fallback_method = method(a.fallback_method.as_deref())?;
+                account.hangup_url = checked_url(a.hangup_url, "hangup_url")?;
+                account.hangup_method = method(a.hangup_method.as_deref())?;
                 Ok(account)
             })
             .collect::<anyhow::Result<Vec<_>>>()?
@@ -199,7 +240,19 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
     engine.advertise_ip = advertise_ip;
     engine.rtp_bind_ip = file.rtp.bind.unwrap_or(sip_listen.ip());
     engine.accounts = accounts;
-    engine.answer_url = overrides.answer_url.or(file.calls.answer_url);
+    engine.answer_url = checked_url(overrides.answer_url.or(file.calls.answer_url), "answer_url")?;
+    engine.answer_method = method(file.calls.answer_method.as_deref())?;
+    engine.hangup_url = checked_url(file.calls.hangup_url, "hangup_url")?;
+    engine.hangup_method = method(file.calls.hangup_method.as_deref())?;
+    if let Some(v) = file.calls.stay_alone_default {
+        engine.stay_alone_default = v;
+    }
+    if let Some(m) = file.calls.max_members {
+        if m == 0 {
+            bail!("calls.max_members must be at least 1");
+        }
+        engine.max_members_cap = m;
+    }
     engine.recordings_dir = overrides
         .recordings_dir
         .or(file.recordings.dir)
@@ -306,6 +359,21 @@ mod tests {
         assert!(c.numbers[0].is_match("b-room"));
         assert_eq!(c.domains, ["c.example.com"]);
         let bad = "[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\nnumbers=[\"(\"]\n";
+        assert!(resolve(parse_file(bad).unwrap(), Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn call_flow_urls_and_methods_are_checked() {
+        let text = "[calls]\nanswer_url=\"http://127.0.0.1:9/a\"\nhangup_url=\"http://127.0.0.1:9/h\"\nhangup_method=\"get\"\nstay_alone_default=false\n[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\nanswer_url=\"https://app.example.com/x\"\nanswer_method=\"GET\"\n";
+        let s = resolve(parse_file(text).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(s.engine.answer_url.as_deref(), Some("http://127.0.0.1:9/a"));
+        assert_eq!(s.engine.hangup_method, chorus_flow::Method::Get);
+        assert!(!s.engine.stay_alone_default);
+        assert_eq!(s.engine.accounts[0].answer_method, chorus_flow::Method::Get);
+        let bad =
+            "[calls]\nanswer_url=\"ftp://x\"\n[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
+        assert!(resolve(parse_file(bad).unwrap(), Overrides::default()).is_err());
+        let bad = "[calls]\nanswer_method=\"PUT\"\n[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
         assert!(resolve(parse_file(bad).unwrap(), Overrides::default()).is_err());
     }
 
