@@ -31,11 +31,13 @@ pub mod jitter;
 pub mod opus;
 pub mod resample;
 pub mod rtp;
+pub mod tap;
 pub mod tone;
 
 pub use error::RtpError;
 pub use opus::{CodecError, OpusConfig, OpusDecoder, OpusEncoder};
 pub use resample::{ResampleError, Resampler};
+pub use tap::AudioTap;
 
 /// Samples in one 20 ms frame at 8 kHz, the narrowband room rate.
 pub const NARROWBAND_FRAME: usize = 160;
