@@ -20,12 +20,15 @@
 //!    peer's decoder sees one continuous stream); a silent room sends a cached silence
 //!    payload instead of encoding; member-targeted audio ([`Playback`]) is added to that
 //!    member's output only; a member being sent digits ([`MixerHandle::send_dtmf`]) gets
-//!    telephone-event packets in place of its audio while each digit lasts.
+//!    telephone-event packets in place of its audio while each digit lasts;
+//! 5. hand the clamped total — what a member that contributes nothing hears, never a
+//!    member's playback — to the room's listen-only taps ([`MixerHandle::add_tap`], for
+//!    recordings): one 20 ms frame at the room rate every tick, zeros while nobody is mixed.
 //!
 //! The control side (the engine) talks to the threads only through bounded lock-free queues:
 //! commands in ([`MixerHandle`]), events out ([`MixerEvent`]); neither side ever blocks on the
-//! other. Legs, codec state and playbacks are built on the control side and removed ones are
-//! handed back to be freed there.
+//! other. Legs, codec state, playbacks and taps are built on the control side and removed ones
+//! are handed back to be freed there.
 //!
 //! Invariants inside a tick: no lock, no blocking IO, no logging, no heap allocation in the
 //! steady state (enforced by a test with a counting allocator); network input is counted,
@@ -56,6 +59,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chorus_media::g711::Law;
+use chorus_media::AudioTap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 pub use codec::{MAX_FRAME, MAX_PAYLOAD};
@@ -283,6 +287,14 @@ pub(crate) enum Command {
         leg: LegId,
         digits: Box<dtmf::DtmfQueue>,
     },
+    AddTap {
+        room: RoomId,
+        tap: Box<room::Tap>,
+    },
+    RemoveTap {
+        room: RoomId,
+        id: u64,
+    },
 }
 
 impl std::fmt::Debug for leg::CodecState {
@@ -337,7 +349,16 @@ pub enum MixerEvent {
         id: u64,
         interrupted: bool,
     },
-    /// Memory a thread no longer needs, to be freed here.
+    /// A tap left because its room ended (its last leg left the thread, or the thread
+    /// stopped); the tap itself follows in a [`MixerEvent::Dispose`], and dropping it ends
+    /// its recording.
+    TapRemoved { room: RoomId, id: u64 },
+    /// A tap was not attached: its room already has [`MixerHandle::MAX_TAPS`] taps (counting
+    /// those waiting for the room) or one with the same id. The tap follows in a
+    /// [`MixerEvent::Dispose`] and never received a frame.
+    TapRefused { room: RoomId, id: u64 },
+    /// Memory a thread no longer needs, to be freed here (removed playbacks, codec state,
+    /// digit strings, taps).
     Dispose(Garbage),
 }
 
@@ -633,6 +654,42 @@ impl MixerHandle {
                 digits: Box::new(queue),
             },
         )
+    }
+
+    /// Taps one room holds at most.
+    pub const MAX_TAPS: usize = room::MAX_TAPS;
+
+    /// Attaches a listen-only tap to `room` on `thread` (a recording, as a "ghost member"):
+    /// from the next tick it gets [`AudioTap::push`] once per tick with 20 ms of the room's
+    /// clamped total at the room rate (8,000 Hz while every member is narrowband, else
+    /// 48,000), zeros while nobody is mixed. It hears every mixed talker, as a silent member
+    /// would; never a member's [`Playback`].
+    ///
+    /// A room has no entry on a thread until its first leg arrives; a tap added before that
+    /// waits for the room (counting towards its [`Self::MAX_TAPS`]) and hears from the
+    /// room's first tick. A tap that never sees its room waits until [`Self::remove_tap`].
+    ///
+    /// The tap comes back to the control side in a [`MixerEvent::Dispose`], never dropped on
+    /// the media thread: after [`Self::remove_tap`], when the room ends (its last leg is
+    /// removed or moved away, or the mixer stops; [`MixerEvent::TapRemoved`] first), or when
+    /// it is refused ([`MixerEvent::TapRefused`]: the room is full or `id` is taken). Its
+    /// `Drop` is how a recording learns it has ended. (Only when the event queue is full is
+    /// an event, and so the tap, dropped where it is.)
+    pub fn add_tap(
+        &self,
+        thread: usize,
+        room: RoomId,
+        id: u64,
+        tap: Box<dyn AudioTap>,
+    ) -> Result<(), MixerError> {
+        let tap = Box::new(room::Tap { id, sink: tap });
+        self.send(thread, Command::AddTap { room, tap })
+    }
+
+    /// Detaches a tap (attached or still waiting for its room); it comes back in a
+    /// [`MixerEvent::Dispose`]. Unknown ids are ignored.
+    pub fn remove_tap(&self, thread: usize, room: RoomId, id: u64) -> Result<(), MixerError> {
+        self.send(thread, Command::RemoveTap { room, id })
     }
 
     fn telephone_events(&self) -> std::sync::MutexGuard<'_, HashSet<LegId>> {

@@ -1,9 +1,11 @@
 //! One room on a media thread: its members, its rate, its mix set, and one output group per
 //! distinct encoding among its members. A tick runs decode → talker selection → sum → one
 //! shared encode per group for everyone who hears the plain mix → a private encode for each
-//! member that must not hear itself or has audio of its own → send.
+//! member that must not hear itself or has audio of its own → send; and the clamped total to
+//! the room's listen-only taps (recordings).
 
 use chorus_media::resample::Resampler;
+use chorus_media::AudioTap;
 
 use crate::codec::{silence_payload, Encoder, MAX_FRAME, MAX_PAYLOAD};
 use crate::dtmf::DtmfQueue;
@@ -11,6 +13,25 @@ use crate::kernel;
 use crate::leg::{Leg, Output};
 use crate::talk::{frame_dbov, select_talkers};
 use crate::{Encoding, LegId, MixerConfig, MixerError, RoomId};
+
+/// Listen-only taps a room holds at most; more are refused ([`crate::MixerEvent::TapRefused`]).
+pub(crate) const MAX_TAPS: usize = 4;
+
+/// What a tap hears while nobody is mixed: pushed without clamping an all-zero total.
+static SILENCE: [i16; MAX_FRAME] = [0; MAX_FRAME];
+
+/// A listen-only tap on a room's mix, boxed on the control side so that the media thread
+/// can hand it back ([`crate::Garbage`]) without allocating.
+pub(crate) struct Tap {
+    pub id: u64,
+    pub sink: Box<dyn AudioTap>,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap").field("id", &self.id).finish()
+    }
+}
 
 /// Everything the members of one encoding share.
 pub(crate) struct Group {
@@ -96,6 +117,10 @@ pub(crate) struct Room {
     mix_set: Vec<usize>,
     floor: Option<usize>,
     total: Box<[i32; MAX_FRAME]>,
+    /// At most [`MAX_TAPS`]; each hears the clamped total once a tick. Boxed so a removed
+    /// one goes back as `Garbage` without an allocation.
+    #[allow(clippy::vec_box)]
+    taps: Vec<Box<Tap>>,
     ticks: u64,
 }
 
@@ -106,6 +131,8 @@ pub(crate) struct Scratch {
     pub codec_pcm: Box<[i16; MAX_FRAME]>,
     pub payload: Box<[u8; MAX_PAYLOAD]>,
     pub datagram: Box<[u8; MAX_PAYLOAD + 64]>,
+    /// The clamped room total handed to taps.
+    pub tap: Box<[i16; MAX_FRAME]>,
 }
 
 impl Scratch {
@@ -116,6 +143,7 @@ impl Scratch {
             codec_pcm: Box::new([0; MAX_FRAME]),
             payload: Box::new([0; MAX_PAYLOAD]),
             datagram: Box::new([0; MAX_PAYLOAD + 64]),
+            tap: Box::new([0; MAX_FRAME]),
         }
     }
 }
@@ -131,8 +159,31 @@ impl Room {
             mix_set: Vec::with_capacity(max_talkers),
             floor: None,
             total: Box::new([0; MAX_FRAME]),
+            taps: Vec::new(),
             ticks: 0,
         }
+    }
+
+    /// Attaches a tap; refused (and handed back) when the room has [`MAX_TAPS`] already or
+    /// one with the same id. Runs on a command, so it may allocate.
+    pub fn add_tap(&mut self, tap: Box<Tap>) -> Result<(), Box<Tap>> {
+        if self.taps.len() >= MAX_TAPS || self.taps.iter().any(|t| t.id == tap.id) {
+            return Err(tap);
+        }
+        self.taps.reserve_exact(MAX_TAPS - self.taps.len());
+        self.taps.push(tap);
+        Ok(())
+    }
+
+    pub fn remove_tap(&mut self, id: u64) -> Option<Box<Tap>> {
+        let index = self.taps.iter().position(|t| t.id == id)?;
+        Some(self.taps.swap_remove(index))
+    }
+
+    /// Every tap, detached (the room is ending).
+    #[allow(clippy::vec_box)]
+    pub fn take_taps(&mut self) -> Vec<Box<Tap>> {
+        std::mem::take(&mut self.taps)
     }
 
     /// Adds the leg in `slot` and re-derives the room's rate and groups. Runs on a command,
@@ -309,6 +360,20 @@ impl Room {
             if leg.contributed {
                 kernel::accumulate(total, &leg.frame[..frame]);
                 contributors += 1;
+            }
+        }
+
+        // Taps hear what a silent listener hears: every mixed talker, no playback. With no
+        // contributor the total is all zeros and nothing is clamped.
+        if !self.taps.is_empty() {
+            let mix = if contributors == 0 {
+                &SILENCE[..frame]
+            } else {
+                kernel::clamp_total(&self.total[..frame], &mut scratch.tap[..frame]);
+                &scratch.tap[..frame]
+            };
+            for tap in &mut self.taps {
+                tap.sink.push(self.rate, mix);
             }
         }
 

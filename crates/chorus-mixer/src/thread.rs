@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::dtmf::ReceivedDigit;
 use crate::leg::Leg;
-use crate::room::{Room, RoomNotice, Scratch};
+use crate::room::{Room, RoomNotice, Scratch, Tap, MAX_TAPS};
 use crate::{Command, Garbage, LegId, LegResources, MixerConfig, MixerEvent, RoomId, ThreadStats};
 
 /// Datagrams read per leg per tick at most: a flood on one port cannot starve the others.
@@ -35,6 +35,9 @@ pub(crate) struct MediaThread {
     /// Where each leg sits in `legs`: commands and injected packets find it in O(1).
     by_id: HashMap<LegId, usize>,
     rooms: Vec<Room>,
+    /// Taps added for a room that has no leg on this thread yet: adopted by the room when its
+    /// first leg arrives (at most [`MAX_TAPS`] per room).
+    pending_taps: Vec<(RoomId, Box<Tap>)>,
     next_tick_slot: usize,
     recv_buf: Box<[u8; 2048]>,
     scratch: Scratch,
@@ -65,6 +68,7 @@ impl MediaThread {
             legs: Vec::with_capacity(config.legs_per_thread_hint),
             by_id: HashMap::with_capacity(config.legs_per_thread_hint),
             rooms: Vec::with_capacity(config.legs_per_thread_hint / 2 + 1),
+            pending_taps: Vec::new(),
             next_tick_slot: 0,
             recv_buf: Box::new([0; 2048]),
             scratch: Scratch::new(),
@@ -123,6 +127,15 @@ impl MediaThread {
                     .fetch_add(u64::from(skip), Ordering::Relaxed);
             }
         }
+        // The rooms end with the thread: their recordings hear so from the control side.
+        for mut room in std::mem::take(&mut self.rooms) {
+            for tap in room.take_taps() {
+                self.end_tap(room.id, tap);
+            }
+        }
+        for (_, tap) in std::mem::take(&mut self.pending_taps) {
+            self.emit(MixerEvent::Dispose(Garbage(tap)));
+        }
     }
 
     /// Applies queued commands; false when the control side is gone.
@@ -151,6 +164,50 @@ impl MediaThread {
         self.emit(MixerEvent::Dispose(Garbage(playback)));
     }
 
+    /// A tap the room cannot take: the control side hears so and frees it.
+    fn refuse_tap(&self, room: RoomId, tap: Box<Tap>) {
+        self.emit(MixerEvent::TapRefused { room, id: tap.id });
+        self.emit(MixerEvent::Dispose(Garbage(tap)));
+    }
+
+    /// A tap whose room ended: reported, and handed back to be dropped off this thread.
+    fn end_tap(&self, room: RoomId, tap: Box<Tap>) {
+        self.emit(MixerEvent::TapRemoved { room, id: tap.id });
+        self.emit(MixerEvent::Dispose(Garbage(tap)));
+    }
+
+    fn add_tap(&mut self, room: RoomId, tap: Box<Tap>) {
+        if let Some(r) = self.rooms.iter_mut().find(|r| r.id == room) {
+            if let Err(tap) = r.add_tap(tap) {
+                self.refuse_tap(room, tap);
+            }
+            return;
+        }
+        let waiting = self.pending_taps.iter().filter(|(r, _)| *r == room);
+        let (count, duplicate) = waiting.fold((0, false), |(n, dup), (_, t)| {
+            (n + 1, dup || t.id == tap.id)
+        });
+        if count >= MAX_TAPS || duplicate {
+            self.refuse_tap(room, tap);
+            return;
+        }
+        self.pending_taps.push((room, tap));
+    }
+
+    fn remove_tap(&mut self, room: RoomId, id: u64) {
+        let tap = match self.rooms.iter_mut().find(|r| r.id == room) {
+            Some(r) => r.remove_tap(id),
+            None => self
+                .pending_taps
+                .iter()
+                .position(|(r, t)| *r == room && t.id == id)
+                .map(|i| self.pending_taps.swap_remove(i).1),
+        };
+        if let Some(tap) = tap {
+            self.emit(MixerEvent::Dispose(Garbage(tap)));
+        }
+    }
+
     fn slot_of(&self, id: LegId) -> Option<usize> {
         self.by_id.get(&id).copied()
     }
@@ -158,6 +215,8 @@ impl MediaThread {
     fn apply(&mut self, command: Command) {
         match command {
             Command::AddLeg { leg } => self.add_leg(leg),
+            Command::AddTap { room, tap } => self.add_tap(room, tap),
+            Command::RemoveTap { room, id } => self.remove_tap(room, id),
             Command::UpdateLeg { leg, update, state } => {
                 if let Some(slot) = self.slot_of(leg) {
                     let room = self.legs[slot].as_ref().map(|l| l.room);
@@ -278,8 +337,20 @@ impl MediaThread {
             None => {
                 let tick_slot = self.next_tick_slot;
                 self.next_tick_slot = (self.next_tick_slot + 1) % self.config.tick_slots.max(1);
-                self.rooms
-                    .push(Room::new(room_id, tick_slot, self.config.max_talkers));
+                let mut room = Room::new(room_id, tick_slot, self.config.max_talkers);
+                // Taps that were waiting for this room start hearing it now.
+                let mut i = 0;
+                while i < self.pending_taps.len() {
+                    if self.pending_taps[i].0 == room_id {
+                        let (_, tap) = self.pending_taps.remove(i);
+                        if let Err(tap) = room.add_tap(tap) {
+                            self.refuse_tap(room_id, tap);
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                self.rooms.push(room);
                 self.rooms.len() - 1
             }
         };
@@ -309,14 +380,18 @@ impl MediaThread {
         }
     }
 
-    /// Detaches a leg from its room (the room ends with its last member, API.md §7.3).
+    /// Detaches a leg from its room (the room ends with its last member, API.md §7.3, and
+    /// its taps go back to the control side, whose dropping them ends their recordings).
     fn take_leg(&mut self, id: LegId) -> Option<Box<Leg>> {
         let slot = self.by_id.remove(&id)?;
         let leg = self.legs[slot].take()?;
         if let Some(r) = self.rooms.iter().position(|r| r.id == leg.room) {
             let _ = self.rooms[r].remove(slot, &mut self.legs, &self.config);
             if self.rooms[r].legs.is_empty() {
-                self.rooms.swap_remove(r);
+                let mut ended = self.rooms.swap_remove(r);
+                for tap in ended.take_taps() {
+                    self.end_tap(ended.id, tap);
+                }
             }
         }
         self.publish_counts();

@@ -1,7 +1,8 @@
 //! A steady-state tick allocates nothing: a counting global allocator measures each tick of a
 //! manually driven media thread running a G.711 room and an Opus room over real loopback
 //! sockets, while talkers start and stop (exercising talker selection and encoder forks) and
-//! DTMF digits are received and sent as RFC 4733 telephone-events.
+//! DTMF digits are received and sent as RFC 4733 telephone-events, and each room's mix goes to a
+//! listen-only tap.
 //!
 //! This file holds a single test: the allocator counts every thread of the process.
 
@@ -11,15 +12,31 @@ mod common;
 
 use std::alloc::System;
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_media::rtp::RtpHeader;
+use chorus_media::AudioTap;
 use chorus_mixer::{Codec, LegId, LegSpec, ManualThread, MixerConfig, MixerEvent, RoomId};
 use common::Source;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// A tap that copies each frame into a buffer it owns, as a recorder's ring would.
+struct CopyTap {
+    buffer: Box<[i16; 960]>,
+    frames: Arc<AtomicU64>,
+}
+
+impl AudioTap for CopyTap {
+    fn push(&mut self, _rate: u32, samples: &[i16]) {
+        self.buffer[..samples.len()].copy_from_slice(samples);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 struct Peer {
     socket: UdpSocket,
@@ -37,7 +54,15 @@ fn steady_state_ticks_do_not_allocate() {
         (RoomId(2), Codec::opus(111, true, false), true),
     ];
     let mut id = 0;
+    let mut tapped = Vec::new();
     for (room, codec, opus) in rooms {
+        let frames = Arc::new(AtomicU64::new(0));
+        let tap = CopyTap {
+            buffer: Box::new([0; 960]),
+            frames: frames.clone(),
+        };
+        handle.add_tap(0, room, 1, Box::new(tap)).unwrap();
+        tapped.push(frames);
         for i in 0..10 {
             let leg_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             let peer_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -138,5 +163,12 @@ fn steady_state_ticks_do_not_allocate() {
     }
     assert!(received >= 50, "digits received: {received}");
     assert!(sent >= 10, "digit strings sent: {sent}");
+    for frames in &tapped {
+        assert_eq!(
+            frames.load(Ordering::Relaxed),
+            400,
+            "one tapped frame per tick"
+        );
+    }
     assert_eq!(allocations, 0, "heap allocations in 300 steady-state ticks");
 }
