@@ -1,6 +1,8 @@
-//! What the REST layer needs from the engine: read the account's rooms and act on them. The
-//! engine implements [`ConferenceControl`]; router tests use a fake. Every method is keyed by
-//! the authenticated account, so one account can never reach another's rooms.
+//! What the REST layer needs from the engine: read the account's rooms and recordings and act
+//! on them. The engine implements [`ConferenceControl`]; router tests use a fake. Every method
+//! is keyed by the authenticated account, so one account can never reach another's rooms or
+//! recordings: an implementation answers for another account's recording exactly as for one
+//! that does not exist.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -92,12 +94,39 @@ pub struct RecordingStarted {
     pub url: String,
 }
 
+/// A recording of the account, finished or not (the Recording API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingInfo {
+    pub recording_id: String,
+    /// Set for a conference recording; `recording_type` is then `conference`.
+    pub conference_name: Option<String>,
+    pub call_uuid: Option<String>,
+    /// `mp3` or `wav`: the file is served at `{P}/Recording/{recording_id}.{format}`.
+    pub format: String,
+    pub duration_ms: u64,
+    /// Epoch milliseconds.
+    pub start_ms: u64,
+    /// Epoch milliseconds; 0 while in progress.
+    pub end_ms: u64,
+    /// The URL given in the record-start answer and the recording callback.
+    pub url: String,
+    /// `completed`, `failed` or `in-progress`.
+    pub status: String,
+    /// The file was finished after a restart rather than by the recorder itself.
+    pub recovered: bool,
+    /// The finished file. Downloads serve exactly this path, never one built from the request;
+    /// `None` while recording (or when no file was produced).
+    pub path: Option<std::path::PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ControlError {
     #[error("conference not found")]
     ConferenceNotFound,
     #[error("member not found")]
     MemberNotFound,
+    #[error("recording not found")]
+    RecordingNotFound,
     /// The request is well-formed but cannot be honoured (e.g. a media URL that is not
     /// http(s)).
     #[error("{0}")]
@@ -149,6 +178,26 @@ pub trait ConferenceControl: Send + Sync + 'static {
         account: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<(), ControlError>>;
+
+    /// The account's recordings, in any order. The default (an engine that keeps none) is empty.
+    fn recordings(&self, _account: &str) -> Vec<RecordingInfo> {
+        Vec::new()
+    }
+
+    /// One recording of the account; `None` for an unknown id and for another account's.
+    fn recording(&self, _account: &str, _id: &str) -> Option<RecordingInfo> {
+        None
+    }
+
+    /// Deletes the recording and its file; `RecordingNotFound` for an unknown id and for
+    /// another account's.
+    fn delete_recording<'a>(
+        &'a self,
+        _account: &'a str,
+        _id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async { Err(ControlError::RecordingNotFound) })
+    }
 }
 
 /// A shared handle is a control too, so `ApiState::new` takes an `Arc<Engine…>` as is.
@@ -198,5 +247,21 @@ impl<T: ConferenceControl + ?Sized> ConferenceControl for std::sync::Arc<T> {
         name: &'a str,
     ) -> BoxFuture<'a, Result<(), ControlError>> {
         (**self).record_stop(account, name)
+    }
+
+    fn recordings(&self, account: &str) -> Vec<RecordingInfo> {
+        (**self).recordings(account)
+    }
+
+    fn recording(&self, account: &str, id: &str) -> Option<RecordingInfo> {
+        (**self).recording(account, id)
+    }
+
+    fn delete_recording<'a>(
+        &'a self,
+        account: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        (**self).delete_recording(account, id)
     }
 }

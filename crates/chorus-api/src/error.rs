@@ -24,6 +24,18 @@ pub enum ApiError {
     ConferenceNotFound,
     #[error("member not found")]
     MemberNotFound,
+    /// Unknown id, another account's id, or a file name whose extension is not the format.
+    #[error("recording not found")]
+    RecordingNotFound,
+    /// The recording is still being written: its file does not exist yet.
+    #[error("recording not available yet")]
+    RecordingNotReady,
+    /// The recording ended without a file (failed), or the file is gone.
+    #[error("recording file not available")]
+    RecordingFileMissing,
+    /// A well-formed byte range that starts past the end of the file (RFC 9110 §15.5.17).
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { length: u64 },
     #[error("missing parameter: {0}")]
     MissingParameter(&'static str),
     #[error("invalid parameter {name}: {reason}")]
@@ -53,7 +65,12 @@ impl ApiError {
         match self {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ConferenceNotFound | ApiError::MemberNotFound => StatusCode::NOT_FOUND,
+            ApiError::ConferenceNotFound
+            | ApiError::MemberNotFound
+            | ApiError::RecordingNotFound
+            | ApiError::RecordingNotReady
+            | ApiError::RecordingFileMissing => StatusCode::NOT_FOUND,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::MissingParameter(_)
             | ApiError::InvalidParameter { .. }
             | ApiError::Body(_)
@@ -92,6 +109,11 @@ impl ApiError {
                     response.headers_mut().insert(header::ALLOW, value);
                 }
             }
+            ApiError::RangeNotSatisfiable { length } => {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{length}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, value);
+                }
+            }
             _ => {}
         }
         response
@@ -103,6 +125,7 @@ impl From<ControlError> for ApiError {
         match e {
             ControlError::ConferenceNotFound => ApiError::ConferenceNotFound,
             ControlError::MemberNotFound => ApiError::MemberNotFound,
+            ControlError::RecordingNotFound => ApiError::RecordingNotFound,
             ControlError::Invalid(m) => ApiError::Invalid(m),
             ControlError::Unavailable(m) => ApiError::Unavailable(m),
             ControlError::Internal(m) => ApiError::Internal(m),

@@ -6,7 +6,15 @@
 //! - `GET /openapi.json`: the OpenAPI 3.0 document of the REST surface (no auth);
 //! - the 16 conference routes of API.md §4 under `/api/v1/Account/{auth_id}/` (Vobiz) and
 //!   `/v1/Account/{auth_id}/` (Plivo), both taking `X-Auth-ID`/`X-Auth-Token` or HTTP Basic
-//!   (see [`auth`]).
+//!   (see [`auth`]);
+//! - under the same prefixes, the Recording API: `GET Recording/` (the account's recordings,
+//!   newest first, `limit` 1–20 and `offset`), `GET`/`DELETE Recording/{recording_id}/`, and
+//!   the file at `GET`/`HEAD Recording/{recording_id}.mp3` (or `.wav`) with single byte
+//!   ranges (206/416). A recording is its owner's only: under another account it is
+//!   `recording not found`, exactly as an unknown id. A recording still in progress has no
+//!   file yet: its download is 404 `recording not available yet` (404 rather than 409, so a
+//!   client polling the URL from the record-start answer sees what a CDN shows before the
+//!   upload).
 //!
 //! The REST routes are not axum routes: one fallback handler matches the raw path against
 //! the route table ([`routes::ROUTES`]), so fixed segments match in any case, the trailing
@@ -58,6 +66,7 @@ pub mod control;
 mod error;
 pub mod openapi;
 pub mod params;
+mod recording;
 mod rest;
 pub mod routes;
 
@@ -65,7 +74,7 @@ pub use auth::{Accounts, Credential};
 pub use callback::{CallbackMethod, CallbackRequest, CallbackSink, HttpCallbackSink};
 pub use control::{
     BoxFuture, ConferenceControl, ConferenceInfo, ControlError, MemberAction, MemberInfo,
-    MemberSelector, RecordRequest, RecordingStarted, Voice,
+    MemberSelector, RecordRequest, RecordingInfo, RecordingStarted, Voice,
 };
 pub use error::ApiError;
 pub use rest::MAX_BODY_BYTES;
@@ -352,6 +361,6 @@ mod tests {
         let (status, body) = get_status(app(Readiness::new(&[])), "/openapi.json").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["openapi"], "3.0.3");
-        assert_eq!(body["paths"].as_object().unwrap().len(), 18);
+        assert_eq!(body["paths"].as_object().unwrap().len(), 26);
     }
 }

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::routes::{template_segments, Operation, Route, PREFIXES, ROUTES};
+use crate::rest::allows_async;
+use crate::routes::{placeholder, template_segments, Operation, Route, PREFIXES, ROUTES};
 use crate::Dialect;
 
 /// The document, as served at `GET /openapi.json`.
@@ -25,9 +26,13 @@ pub fn document() -> Value {
                 Fixed path segments match in any case and the trailing slash is optional; \
                 conference names are percent-decoded and case-sensitive. Bodies may be JSON, \
                 form-encoded or empty, and every body parameter may also be given in the query \
-                string. With callback_url (every route but Record) the request answers 200 \
-                'async api spawned' and the result is sent form-encoded to callback_url with \
-                api_id, status and http_status.",
+                string. With callback_url (every Conference route but Record) the request \
+                answers 200 'async api spawned' and the result is sent form-encoded to \
+                callback_url with api_id, status and http_status. Recordings are the \
+                authenticated account's only: another account's id is 'recording not found'. \
+                A recording's file is GET .../Recording/{recording_id}.mp3 (or .wav, \
+                its format) with single byte ranges; while recording it is 404 'recording not \
+                available yet'.",
         },
         "paths": paths,
         "security": [ { "basicAuth": [] }, { "authId": [], "authToken": [] } ],
@@ -43,7 +48,7 @@ fn operation(dialect: Dialect, prefix: &str, route: &Route) -> Value {
     let (id, summary) = describe(route.operation);
     let mut parameters: Vec<Value> = template_segments(prefix)
         .chain(template_segments(route.template))
-        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .filter_map(|s| placeholder(s).map(|(name, _)| name))
         .map(path_parameter)
         .collect();
     let body = body_schema(route.operation);
@@ -58,11 +63,37 @@ fn operation(dialect: Dialect, prefix: &str, route: &Route) -> Value {
 
     let mut responses = Map::new();
     let (code, description, schema) = success(dialect, route.operation);
-    let is_record = matches!(
-        route.operation,
-        Operation::RecordStart | Operation::RecordStop
-    );
-    if code == "200" && !is_record {
+    let is_async = allows_async(route.operation);
+    if route.operation == Operation::DownloadRecording {
+        let media = match route.file_format() {
+            Some("wav") => "audio/wav",
+            _ => "audio/mpeg",
+        };
+        let file = json!({ media: { "schema": { "type": "string", "format": "binary" } } });
+        let headers = json!({
+            "Accept-Ranges": { "schema": { "type": "string", "enum": ["bytes"] } },
+            "Content-Length": { "schema": { "type": "integer" } },
+        });
+        responses.insert(
+            "200".into(),
+            json!({ "description": "the whole file (also for several ranges, another unit or If-Range)",
+                    "headers": headers, "content": file }),
+        );
+        responses.insert(
+            "206".into(),
+            json!({ "description": "the single byte range asked for (bytes=a-b, a- or -n)",
+                    "headers": {
+                        "Content-Range": { "schema": { "type": "string" },
+                                           "description": "bytes first-last/length" },
+                    },
+                    "content": file }),
+        );
+        responses.insert(
+            "416".into(),
+            json!({ "description": "the range starts past the end; Content-Range: bytes */length",
+                    "content": { "application/json": { "schema": reference("Error") } } }),
+        );
+    } else if code == "200" && is_async {
         responses.insert(
             code.into(),
             json!({ "description": format!("{description}; or async api spawned (callback_url given)"),
@@ -77,20 +108,29 @@ fn operation(dialect: Dialect, prefix: &str, route: &Route) -> Value {
                     "content": { "application/json": { "schema": schema } } }),
         );
     }
-    if code != "200" && !is_record {
+    if code != "200" && is_async {
         responses.insert(
             "200".into(),
             json!({ "description": "async api spawned (callback_url given)",
                     "content": { "application/json": { "schema": reference("AsyncSpawned") } } }),
         );
     }
+    let not_found = match route.operation {
+        Operation::ListRecordings => "an unknown route is the plain 404",
+        Operation::GetRecording | Operation::DeleteRecording => {
+            "recording not found, also for another account's recording (an unknown route is \
+             the plain 404)"
+        }
+        Operation::DownloadRecording => {
+            "recording not found (also another account's, or another format's); recording \
+             not available yet (still recording); recording file not available"
+        }
+        _ => "conference or member not found (an unknown route is the plain 404)",
+    };
     for (code, description) in [
         ("400", "invalid or missing parameter, or malformed body"),
         ("401", "authentication failed"),
-        (
-            "404",
-            "conference or member not found (an unknown route is the plain 404)",
-        ),
+        ("404", not_found),
         ("405", "method not allowed (see the Allow header)"),
         ("413", "request body too large"),
         ("500", "internal error"),
@@ -103,14 +143,25 @@ fn operation(dialect: Dialect, prefix: &str, route: &Route) -> Value {
         );
     }
 
+    let operation_id = match (route.operation, route.file_format()) {
+        (Operation::DownloadRecording, Some(format)) => format!(
+            "{tag}_{id}_{format}{}",
+            if route.method == axum::http::Method::HEAD {
+                "_head"
+            } else {
+                ""
+            }
+        ),
+        _ => format!("{tag}_{id}"),
+    };
     let mut op = json!({
-        "operationId": format!("{tag}_{id}"),
+        "operationId": operation_id,
         "summary": summary,
         "tags": [tag],
         "parameters": parameters,
         "responses": responses,
     });
-    if route.method != axum::http::Method::GET {
+    if route.method != axum::http::Method::GET && route.method != axum::http::Method::HEAD {
         op["requestBody"] = json!({
             "required": false,
             "content": {
@@ -140,6 +191,10 @@ fn describe(operation: Operation) -> (&'static str, &'static str) {
         Operation::MemberStopSpeak => ("member_stop_speak", "Stop speaking to members"),
         Operation::RecordStart => ("record_start", "Start recording a conference"),
         Operation::RecordStop => ("record_stop", "Stop recording a conference"),
+        Operation::ListRecordings => ("list_recordings", "List the account's recordings"),
+        Operation::GetRecording => ("get_recording", "Retrieve a recording"),
+        Operation::DeleteRecording => ("delete_recording", "Delete a recording and its file"),
+        Operation::DownloadRecording => ("download_recording", "Download a recording's file"),
     }
 }
 
@@ -151,6 +206,13 @@ fn success(dialect: Dialect, operation: Operation) -> (&'static str, &'static st
             reference("ConferenceList"),
         ),
         Operation::GetConference => ("200", "the conference", reference("Conference")),
+        Operation::ListRecordings => (
+            "200",
+            "the account's recordings, newest first",
+            reference("RecordingList"),
+        ),
+        Operation::GetRecording => ("200", "the recording", reference("Recording")),
+        Operation::DownloadRecording => ("200", "the file", json!({})),
         Operation::MemberKick
         | Operation::MemberMute
         | Operation::MemberDeaf
@@ -173,6 +235,7 @@ fn path_parameter(name: &str) -> Value {
         "auth_id" => "the authenticated account",
         "conference_name" => "room name, percent-encoded, case-sensitive",
         "member_id" => "a member id, a comma list of ids, or `all`",
+        "recording_id" => "a recording id (from record start, the callback or the list)",
         _ => "",
     };
     json!({
@@ -203,10 +266,13 @@ fn body_schema(operation: Operation) -> Value {
             "callback_method": { "type": "string", "enum": ["POST", "GET"], "default": "POST" },
             "time_limit": { "type": "integer", "minimum": 0, "description": "seconds" },
         }),
+        Operation::ListRecordings => json!({
+            "limit": { "type": "integer", "minimum": 1, "maximum": 20, "default": 20 },
+            "offset": { "type": "integer", "minimum": 0, "default": 0 },
+        }),
         _ => json!({}),
     };
-    let is_record = matches!(operation, Operation::RecordStart | Operation::RecordStop);
-    if !is_record {
+    if allows_async(operation) {
         if let (Value::Object(props), Value::Object(callback)) = (&mut props, callback) {
             props.extend(callback);
         }
@@ -283,6 +349,51 @@ fn components() -> Value {
                     "join_time": { "type": "string", "description": "whole seconds since the member joined" },
                 },
                 "additionalProperties": false,
+            },
+            "RecordingList": {
+                "type": "object", "required": ["api_id", "meta", "objects"],
+                "properties": {
+                    "api_id": string,
+                    "meta": {
+                        "type": "object", "required": ["count", "limit", "offset", "next", "previous"],
+                        "properties": {
+                            "count": { "type": "integer", "description": "all the account's recordings" },
+                            "limit": { "type": "integer" },
+                            "offset": { "type": "integer" },
+                            "next": { "type": "string", "nullable": true,
+                                      "description": "path and query of the next page" },
+                            "previous": { "type": "string", "nullable": true },
+                        },
+                    },
+                    "objects": { "type": "array", "items": reference("RecordingObject") },
+                },
+                "additionalProperties": false,
+            },
+            "Recording": {
+                "allOf": [
+                    reference("RecordingObject"),
+                    { "type": "object", "required": ["api_id"], "properties": { "api_id": string } },
+                ],
+            },
+            "RecordingObject": {
+                "type": "object",
+                "required": ["recording_id", "recording_url", "recording_format", "recording_type",
+                             "conference_name", "call_uuid", "recording_duration_ms",
+                             "recording_start_ms", "recording_end_ms", "add_time", "status", "recovered"],
+                "properties": {
+                    "recording_id": string,
+                    "recording_url": { "type": "string", "description": "where the file is served" },
+                    "recording_format": { "type": "string", "enum": ["mp3", "wav"] },
+                    "recording_type": { "type": "string", "enum": ["conference", "normal"] },
+                    "conference_name": { "type": "string", "nullable": true },
+                    "call_uuid": { "type": "string", "nullable": true },
+                    "recording_duration_ms": { "type": "string", "example": "345100.00000" },
+                    "recording_start_ms": { "type": "string", "description": "epoch ms", "example": "1407235163907.00000" },
+                    "recording_end_ms": { "type": "string", "description": "epoch ms; 0 while recording" },
+                    "add_time": { "type": "string", "example": "2014-08-05 10:39:23+00:00" },
+                    "status": { "type": "string", "enum": ["completed", "failed", "in-progress"] },
+                    "recovered": { "type": "boolean", "description": "finished after a restart" },
+                },
             },
             "RecordingStarted": {
                 "type": "object", "required": ["api_id", "message", "recording_id", "url"],

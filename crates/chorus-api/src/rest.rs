@@ -1,6 +1,8 @@
 //! The REST dispatcher: one fallback handler that matches the path against the route table,
 //! authenticates, parses the parameters into a [`Command`], and runs it against the engine —
-//! at once, or in the background with the result sent to `callback_url` (API.md §6).
+//! at once, or in the background with the result sent to `callback_url` (API.md §6). Record
+//! and the Recording API always answer at once (`callback_url` is the recording callback, or
+//! means nothing); a recording file is streamed by [`recording::download`].
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -16,6 +18,7 @@ use crate::control::{
     ConferenceControl, ConferenceInfo, MemberAction, MemberSelector, RecordRequest, Voice,
 };
 use crate::params::Params;
+use crate::recording;
 use crate::routes::{self, Operation, Route};
 use crate::{new_api_id, ApiError, ApiState, Dialect};
 
@@ -48,6 +51,22 @@ enum Command {
     },
     RecordStop {
         name: String,
+    },
+    ListRecordings {
+        limit: usize,
+        offset: usize,
+        /// The request path, for the `next`/`previous` links.
+        path: String,
+    },
+    GetRecording {
+        id: String,
+    },
+    DeleteRecording {
+        id: String,
+    },
+    DownloadRecording {
+        id: String,
+        format: &'static str,
     },
 }
 
@@ -107,6 +126,8 @@ pub(crate) async fn dispatch(State(state): State<ApiState>, request: Request) ->
         auth_id: matched.auth_id.to_owned(),
         conference_name: matched.conference_name.map(str::to_owned),
         member_id: matched.member_id.map(str::to_owned),
+        recording_id: matched.recording_id.map(str::to_owned),
+        file_format: route.file_format(),
     };
     let span = tracing::info_span!(
         "request",
@@ -139,6 +160,18 @@ struct Target {
     auth_id: String,
     conference_name: Option<String>,
     member_id: Option<String>,
+    recording_id: Option<String>,
+    /// The file route's format (`mp3`, `wav`).
+    file_format: Option<&'static str>,
+}
+
+/// The decoded captures a command is built from.
+struct Resource<'a> {
+    name: Option<String>,
+    member_id: Option<&'a str>,
+    recording_id: Option<String>,
+    file_format: Option<&'static str>,
+    path: &'a str,
 }
 
 fn full_template(dialect: Dialect, route: &Route) -> String {
@@ -167,22 +200,33 @@ async fn handle(
         Some(raw) => Some(decode(raw).ok_or(ApiError::ConferenceNotFound)?),
         None => None,
     };
+    // Likewise an id that is not UTF-8 names no recording.
+    let recording_id = match &target.recording_id {
+        Some(raw) => Some(decode(raw).ok_or(ApiError::RecordingNotFound)?),
+        None => None,
+    };
     let bytes = read_body(body).await?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let params = Params::parse(content_type, &bytes, parts.uri.query())?;
-    let command = build(operation, name, target.member_id.as_deref(), &params)?;
+    let resource = Resource {
+        name,
+        member_id: target.member_id.as_deref(),
+        recording_id,
+        file_format: target.file_format,
+        path: parts.uri.path(),
+    };
+    let command = build(operation, resource, &params)?;
 
-    let is_record = matches!(
-        command,
-        Command::RecordStart { .. } | Command::RecordStop { .. }
-    );
-    let callback = if is_record {
-        None
-    } else {
+    if let Command::DownloadRecording { id, format } = &command {
+        return recording::download(&*state.control, &account, id, format, parts).await;
+    }
+    let callback = if allows_async(operation) {
         async_target(&params)?
+    } else {
+        None
     };
     let Some((url, method)) = callback else {
         return Ok(
@@ -220,6 +264,20 @@ async fn handle(
         .in_current_span(),
     );
     Ok(async_spawned(api_id).into_response())
+}
+
+/// API.md §6 async mode: the conference routes but Record (whose `callback_url` is the
+/// recording callback). The Recording API answers at once.
+pub(crate) fn allows_async(operation: Operation) -> bool {
+    !matches!(
+        operation,
+        Operation::RecordStart
+            | Operation::RecordStop
+            | Operation::ListRecordings
+            | Operation::GetRecording
+            | Operation::DeleteRecording
+            | Operation::DownloadRecording
+    )
 }
 
 fn async_spawned(api_id: &str) -> Outcome {
@@ -284,11 +342,18 @@ fn http_url(url: &str, name: &'static str) -> Result<String, ApiError> {
 
 fn build(
     operation: Operation,
-    name: Option<String>,
-    member_id: Option<&str>,
+    resource: Resource<'_>,
     params: &Params,
 ) -> Result<Command, ApiError> {
+    let Resource {
+        name,
+        member_id,
+        recording_id,
+        file_format,
+        path,
+    } = resource;
     let name = || name.clone().unwrap_or_default();
+    let id = || recording_id.clone().unwrap_or_default();
     let member = |action: MemberAction, message: Option<&'static str>| {
         let (requested, selector) = members(member_id.unwrap_or_default());
         Command::Member {
@@ -351,6 +416,20 @@ fn build(
             request: record_request(params)?,
         },
         Operation::RecordStop => Command::RecordStop { name: name() },
+        Operation::ListRecordings => {
+            let (limit, offset) = recording::page(params)?;
+            Command::ListRecordings {
+                limit,
+                offset,
+                path: path.to_owned(),
+            }
+        }
+        Operation::GetRecording => Command::GetRecording { id: id() },
+        Operation::DeleteRecording => Command::DeleteRecording { id: id() },
+        Operation::DownloadRecording => Command::DownloadRecording {
+            id: id(),
+            format: file_format.unwrap_or("mp3"),
+        },
     })
 }
 
@@ -480,6 +559,31 @@ async fn execute(
         Command::RecordStop { name } => {
             control.record_stop(account, &name).await?;
             Outcome::no_content()
+        }
+        Command::ListRecordings {
+            limit,
+            offset,
+            path,
+        } => Outcome::json(
+            StatusCode::OK,
+            recording::list_json(control.recordings(account), limit, offset, &path, api_id),
+        ),
+        Command::GetRecording { id } => {
+            let info = control
+                .recording(account, &id)
+                .ok_or(ApiError::RecordingNotFound)?;
+            let mut body = recording::recording_json(&info);
+            body["api_id"] = json!(api_id);
+            Outcome::json(StatusCode::OK, body)
+        }
+        Command::DeleteRecording { id } => {
+            control.delete_recording(account, &id).await?;
+            Outcome::no_content()
+        }
+        Command::DownloadRecording { .. } => {
+            return Err(ApiError::Internal(
+                "a download reached the JSON executor".into(),
+            ))
         }
     })
 }

@@ -2,6 +2,7 @@
 //! fake engine that records the calls it gets.
 #![allow(clippy::unwrap_used)]
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tower::ServiceExt;
 use chorus_api::{
     router, Accounts, ApiState, BoxFuture, CallbackMethod, CallbackRequest, CallbackSink,
     ConferenceControl, ConferenceInfo, ControlError, Credential, MemberAction, MemberInfo,
-    MemberSelector, Readiness, RecordRequest, RecordingStarted, Voice,
+    MemberSelector, Readiness, RecordRequest, RecordingInfo, RecordingStarted, Voice,
 };
 
 // ---------------------------------------------------------------- fake engine
@@ -29,22 +30,109 @@ enum Call {
     Member(String, MemberSelector, MemberAction),
     RecordStart(String, RecordRequest),
     RecordStop(String),
+    DeleteRecording(String),
 }
 
 /// Account MA_ONE has `room` (members 10, 11, 12), `My Conf Room` (20), `a+b` (30) and
-/// `Sales` (40); MA_TWO has `other` (50).
+/// `Sales` (40); MA_TWO has `other` (50). Recordings: see [`Fake::new`].
 struct Fake {
     calls: Mutex<Vec<(String, Call)>>,
     /// When set, every acting method fails with it.
     failure: Mutex<Option<ControlError>>,
+    /// (owning account, recording); the fake answers each account with its own only.
+    recordings: Mutex<Vec<(String, RecordingInfo)>>,
+    _files: Files,
+}
+
+/// The recordings' files, in a directory removed with the fake.
+struct Files(PathBuf);
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// 1000 bytes, each its index mod 251, so any slice is recognisable.
+fn audio_bytes() -> Vec<u8> {
+    (0..1000u32).map(|i| (i % 251) as u8).collect()
+}
+
+fn recording_info(id: &str, format: &str, start_ms: u64, path: Option<PathBuf>) -> RecordingInfo {
+    RecordingInfo {
+        recording_id: id.to_owned(),
+        conference_name: Some("room".to_owned()),
+        call_uuid: Some(format!("call-{id}")),
+        format: format.to_owned(),
+        duration_ms: 345_100,
+        start_ms,
+        end_ms: start_ms + 345_100,
+        url: format!("http://chorus/v1/Account/MA/Recording/{id}.{format}"),
+        status: "completed".to_owned(),
+        recovered: false,
+        path,
+    }
 }
 
 impl Fake {
+    /// MA_ONE, newest first: `rec-live` (mp3, in progress, no file), `rec-failed` (mp3,
+    /// failed, no file), `rec-a` (mp3, room, 1000 bytes), `rec-gone` (mp3, its file missing),
+    /// `rec-b` (wav, a call recording, 1000 bytes). MA_TWO: `rec-two` (mp3, 1000 bytes).
     fn new() -> Arc<Self> {
+        let dir = std::env::temp_dir().join(format!("chorus-api-rest-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, audio_bytes()).unwrap();
+            path
+        };
+        let mut live = recording_info("rec-live", "mp3", 1_700_000_004_000, None);
+        live.status = "in-progress".to_owned();
+        live.end_ms = 0;
+        let mut failed = recording_info("rec-failed", "mp3", 1_700_000_003_000, None);
+        failed.status = "failed".to_owned();
+        let a = recording_info(
+            "rec-a",
+            "mp3",
+            1_407_235_163_907,
+            Some(file("stored-a.mp3")),
+        );
+        let mut gone = recording_info(
+            "rec-gone",
+            "mp3",
+            1_400_000_000_000,
+            Some(dir.join("never-written.mp3")),
+        );
+        gone.recovered = true;
+        let mut b = recording_info("rec-b", "wav", 1_300_000_000_000, Some(file("stored-b")));
+        b.conference_name = None;
+        let two = recording_info(
+            "rec-two",
+            "mp3",
+            1_700_000_000_000,
+            Some(file("stored-two.mp3")),
+        );
+        let one = |r: RecordingInfo| ("MA_ONE".to_owned(), r);
         Arc::new(Self {
             calls: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
+            recordings: Mutex::new(vec![
+                one(b),
+                one(a),
+                one(live),
+                one(gone),
+                one(failed),
+                ("MA_TWO".to_owned(), two),
+            ]),
+            _files: Files(dir),
         })
+    }
+
+    fn add_recording(&self, account: &str, info: RecordingInfo) {
+        self.recordings
+            .lock()
+            .unwrap()
+            .push((account.to_owned(), info));
     }
 
     fn rooms(account: &str) -> Vec<(&'static str, Vec<&'static str>)> {
@@ -194,6 +282,40 @@ impl ConferenceControl for Fake {
         let exists = Self::room(account, name).is_some();
         self.act(account, Call::RecordStop(name.to_owned()), move || {
             exists.then_some(()).ok_or(ControlError::ConferenceNotFound)
+        })
+    }
+
+    fn recordings(&self, account: &str) -> Vec<RecordingInfo> {
+        self.recordings
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(owner, _)| owner == account)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    fn recording(&self, account: &str, id: &str) -> Option<RecordingInfo> {
+        self.recordings(account)
+            .into_iter()
+            .find(|r| r.recording_id == id)
+    }
+
+    fn delete_recording<'a>(
+        &'a self,
+        account: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        let mut recordings = self.recordings.lock().unwrap();
+        let position = recordings
+            .iter()
+            .position(|(owner, r)| owner == account && r.recording_id == id);
+        if let Some(i) = position {
+            recordings.remove(i);
+        }
+        drop(recordings);
+        self.act(account, Call::DeleteRecording(id.to_owned()), move || {
+            position.map(drop).ok_or(ControlError::RecordingNotFound)
         })
     }
 }
@@ -1398,6 +1520,505 @@ async fn an_unreachable_callback_url_does_not_delay_the_answer() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+// ---------------------------------------------------------------- recordings
+
+const TWO: Auth = Auth::Creds("MA_TWO", "two");
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+async fn send_auth(app: &Router, method: Method, path: &str, auth: Auth) -> Reply {
+    send_request(app, request(method, path, auth, None, Body::empty())).await
+}
+
+async fn get_range(app: &Router, path: &str, range: &str) -> Reply {
+    let mut req = request(Method::GET, path, Auth::Headers, None, Body::empty());
+    req.headers_mut()
+        .insert(header::RANGE, range.parse().unwrap());
+    send_request(app, req).await
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    body["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["recording_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn recording_list_is_the_accounts_own_newest_first_on_both_prefixes_and_auths() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for prefix in PREFIXES {
+        for auth in AUTHS {
+            let uri = format!("{prefix}/Recording/");
+            let reply = send_auth(&app, Method::GET, &uri, auth).await;
+            assert_eq!(reply.status, StatusCode::OK, "{uri} {auth:?}");
+            assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
+            let body = reply.json();
+            assert_eq!(keys(&body), ["api_id", "meta", "objects"]);
+            assert!(body["api_id"].as_str().unwrap().len() >= 32);
+            assert_eq!(
+                body["meta"],
+                json!({"count": 5, "limit": 20, "offset": 0, "next": null, "previous": null})
+            );
+            assert_eq!(
+                ids(&body),
+                ["rec-live", "rec-failed", "rec-a", "rec-gone", "rec-b"]
+            );
+        }
+    }
+    let reply = send_auth(&app, Method::GET, "/v1/Account/MA_TWO/Recording", TWO).await;
+    assert_eq!(ids(&reply.json()), ["rec-two"]);
+}
+
+#[tokio::test]
+async fn recording_objects_have_plivos_keys_and_millisecond_strings() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let body = send(&app, Method::GET, "/v1/Account/MA_ONE/Recording/")
+        .await
+        .json();
+    let objects = body["objects"].as_array().unwrap();
+    for object in objects {
+        assert_eq!(
+            keys(object),
+            [
+                "add_time",
+                "call_uuid",
+                "conference_name",
+                "recording_duration_ms",
+                "recording_end_ms",
+                "recording_format",
+                "recording_id",
+                "recording_start_ms",
+                "recording_type",
+                "recording_url",
+                "recovered",
+                "status"
+            ]
+        );
+    }
+    let a = &objects[2];
+    assert_eq!(
+        *a,
+        json!({
+            "recording_id": "rec-a",
+            "recording_url": "http://chorus/v1/Account/MA/Recording/rec-a.mp3",
+            "recording_format": "mp3",
+            "recording_type": "conference",
+            "conference_name": "room",
+            "call_uuid": "call-rec-a",
+            "recording_duration_ms": "345100.00000",
+            "recording_start_ms": "1407235163907.00000",
+            "recording_end_ms": "1407235509007.00000",
+            "add_time": "2014-08-05 10:39:23+00:00",
+            "status": "completed",
+            "recovered": false,
+        })
+    );
+    assert_eq!(objects[0]["status"], "in-progress");
+    assert_eq!(objects[0]["recording_end_ms"], "0.00000");
+    assert_eq!(objects[3]["recovered"], true);
+    let b = &objects[4];
+    assert_eq!(b["recording_type"], "normal");
+    assert_eq!(b["conference_name"], Value::Null);
+    assert_eq!(b["recording_format"], "wav");
+}
+
+#[tokio::test]
+async fn recording_list_pages_with_limit_and_offset() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let p = "/api/v1/Account/MA_ONE/Recording/";
+    let body = send(&app, Method::GET, &format!("{p}?limit=2"))
+        .await
+        .json();
+    assert_eq!(ids(&body), ["rec-live", "rec-failed"]);
+    assert_eq!(
+        body["meta"],
+        json!({"count": 5, "limit": 2, "offset": 0,
+               "next": format!("{p}?limit=2&offset=2"), "previous": null})
+    );
+    let body = send(&app, Method::GET, &format!("{p}?limit=2&offset=3"))
+        .await
+        .json();
+    assert_eq!(ids(&body), ["rec-gone", "rec-b"]);
+    assert_eq!(body["meta"]["next"], Value::Null);
+    assert_eq!(body["meta"]["previous"], format!("{p}?limit=2&offset=1"));
+    let body = send(&app, Method::GET, &format!("{p}?offset=1&limit=1"))
+        .await
+        .json();
+    assert_eq!(ids(&body), ["rec-failed"]);
+    assert_eq!(body["meta"]["previous"], format!("{p}?limit=1&offset=0"));
+    // Past the end: no objects, the total still counted.
+    let body = send(&app, Method::GET, &format!("{p}?offset=10"))
+        .await
+        .json();
+    assert_eq!(ids(&body), Vec::<String>::new());
+    assert_eq!(body["meta"]["count"], 5);
+    // A JSON body works as well as the query (lenient bodies).
+    let reply = send_json(&app, Method::GET, p, json!({"limit": 1, "offset": 2})).await;
+    assert_eq!(ids(&reply.json()), ["rec-a"]);
+
+    for bad in [
+        "limit=0",
+        "limit=21",
+        "limit=abc",
+        "limit=-1",
+        "offset=-1",
+        "offset=x",
+    ] {
+        let reply = send(&app, Method::GET, &format!("{p}?{bad}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        let error = reply.error();
+        assert!(error.starts_with("invalid parameter"), "{bad}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn recording_list_defaults_to_pages_of_20() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for i in 0..24 {
+        fake.add_recording(
+            "MA_TWO",
+            recording_info(&format!("extra-{i:02}"), "mp3", 1_000 + i, None),
+        );
+    }
+    let p = "/v1/Account/MA_TWO/Recording/";
+    let body = send_auth(&app, Method::GET, p, TWO).await.json();
+    assert_eq!(body["meta"]["count"], 25);
+    assert_eq!(body["meta"]["limit"], 20);
+    assert_eq!(body["objects"].as_array().unwrap().len(), 20);
+    assert_eq!(body["objects"][0]["recording_id"], "rec-two");
+    assert_eq!(body["objects"][1]["recording_id"], "extra-23");
+    assert_eq!(body["meta"]["next"], format!("{p}?limit=20&offset=20"));
+    let body = send_auth(&app, Method::GET, &format!("{p}?offset=20"), TWO)
+        .await
+        .json();
+    assert_eq!(
+        ids(&body),
+        ["extra-04", "extra-03", "extra-02", "extra-01", "extra-00"]
+    );
+    assert_eq!(body["meta"]["next"], Value::Null);
+    assert_eq!(body["meta"]["previous"], format!("{p}?limit=20&offset=0"));
+}
+
+#[tokio::test]
+async fn recording_retrieve_is_the_object_with_api_id() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for prefix in PREFIXES {
+        for auth in AUTHS {
+            for path in [
+                "/Recording/rec-a/",
+                "/recording/rec-a",
+                "/RECORDING/rec%2Da/",
+            ] {
+                let uri = format!("{prefix}{path}");
+                let reply = send_auth(&app, Method::GET, &uri, auth).await;
+                assert_eq!(reply.status, StatusCode::OK, "{uri} {auth:?}");
+                let body = reply.json();
+                assert_eq!(body.as_object().unwrap().len(), 13);
+                assert!(body["api_id"].as_str().unwrap().len() >= 32);
+                assert_eq!(body["recording_id"], "rec-a");
+                assert_eq!(body["recording_duration_ms"], "345100.00000");
+            }
+        }
+    }
+    for id in ["nope", "REC-A", "rec-a.ogg", "%FF"] {
+        let reply = send(
+            &app,
+            Method::GET,
+            &format!("/v1/Account/MA_ONE/Recording/{id}/"),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(reply.error(), "recording not found");
+    }
+}
+
+#[tokio::test]
+async fn recording_delete_is_204_then_gone_and_404_when_unknown() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for (prefix, auth, id) in [
+        ("/api/v1/Account/MA_ONE", Auth::Headers, "rec-a"),
+        ("/v1/Account/MA_ONE", Auth::Basic, "rec-b"),
+        ("/api/v1/Account/MA_ONE", Auth::Basic, "rec-failed"),
+        ("/v1/Account/MA_ONE", Auth::Headers, "rec-gone"),
+    ] {
+        let uri = format!("{prefix}/Recording/{id}/");
+        let reply = send_auth(&app, Method::DELETE, &uri, auth).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{uri}");
+        assert!(reply.bytes.is_empty());
+        assert_eq!(fake.last(), Call::DeleteRecording(id.to_owned()));
+        let reply = send_auth(&app, Method::GET, &uri, auth).await;
+        assert_eq!(reply.error(), "recording not found", "{uri} after delete");
+        let reply = send_auth(&app, Method::DELETE, &uri, auth).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+        assert_eq!(reply.error(), "recording not found");
+    }
+    let body = send(&app, Method::GET, "/v1/Account/MA_ONE/Recording/")
+        .await
+        .json();
+    assert_eq!(ids(&body), ["rec-live"]);
+    // A callback_url is no async mode here: the answer is the result.
+    let reply = send(
+        &app,
+        Method::DELETE,
+        "/v1/Account/MA_ONE/Recording/nope/?callback_url=http://hook/x",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.error(), "recording not found");
+}
+
+#[tokio::test]
+async fn recording_file_downloads_whole_with_its_type_and_length() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for prefix in PREFIXES {
+        for auth in AUTHS {
+            for (path, content_type) in [
+                ("/Recording/rec-a.mp3", "audio/mpeg"),
+                ("/recording/rec-a.MP3", "audio/mpeg"),
+                ("/Recording/rec-b.wav", "audio/wav"),
+                ("/Recording/rec-b.wav/", "audio/wav"),
+            ] {
+                let uri = format!("{prefix}{path}");
+                let reply = send_auth(&app, Method::GET, &uri, auth).await;
+                assert_eq!(reply.status, StatusCode::OK, "{uri} {auth:?}");
+                assert_eq!(reply.headers[header::CONTENT_TYPE], content_type, "{uri}");
+                assert_eq!(reply.headers[header::ACCEPT_RANGES], "bytes");
+                assert_eq!(reply.headers[header::CONTENT_LENGTH], "1000");
+                assert_eq!(reply.bytes, audio_bytes(), "{uri}");
+            }
+        }
+    }
+    let reply = send_auth(
+        &app,
+        Method::GET,
+        "/v1/Account/MA_TWO/Recording/rec-two.mp3",
+        TWO,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.bytes, audio_bytes());
+}
+
+#[tokio::test]
+async fn recording_file_head_has_the_headers_and_no_body() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let reply = send(&app, Method::HEAD, "/v1/Account/MA_ONE/Recording/rec-a.mp3").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers[header::CONTENT_TYPE], "audio/mpeg");
+    assert_eq!(reply.headers[header::CONTENT_LENGTH], "1000");
+    assert_eq!(reply.headers[header::ACCEPT_RANGES], "bytes");
+    assert!(reply.bytes.is_empty());
+}
+
+#[tokio::test]
+async fn recording_file_serves_single_byte_ranges_as_206() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let all = audio_bytes();
+    for prefix in PREFIXES {
+        let uri = format!("{prefix}/Recording/rec-a.mp3");
+        for (range, first, last) in [
+            ("bytes=0-99", 0usize, 99usize),
+            ("bytes=900-", 900, 999),
+            ("bytes=-100", 900, 999),
+            ("bytes=10-10", 10, 10),
+            ("bytes=950-5000", 950, 999),
+            ("bytes=-5000", 0, 999),
+        ] {
+            let reply = get_range(&app, &uri, range).await;
+            assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT, "{range}");
+            assert_eq!(
+                reply.headers[header::CONTENT_RANGE],
+                format!("bytes {first}-{last}/1000").as_str(),
+                "{range}"
+            );
+            assert_eq!(
+                reply.headers[header::CONTENT_LENGTH],
+                (last - first + 1).to_string().as_str()
+            );
+            assert_eq!(reply.headers[header::CONTENT_TYPE], "audio/mpeg");
+            assert_eq!(reply.bytes, all[first..=last], "{range}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn recording_file_range_past_the_end_is_416_with_the_length() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for range in ["bytes=1000-", "bytes=5000-6000", "bytes=-0"] {
+        let reply = get_range(&app, "/v1/Account/MA_ONE/Recording/rec-a.mp3", range).await;
+        assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(reply.headers[header::CONTENT_RANGE], "bytes */1000");
+        assert_eq!(reply.error(), "range not satisfiable");
+    }
+}
+
+#[tokio::test]
+async fn recording_file_ignores_multiple_malformed_or_conditional_ranges() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let uri = "/api/v1/Account/MA_ONE/Recording/rec-b.wav";
+    for range in ["bytes=0-1,5-6", "items=0-5", "bytes=9-3", "bytes=x-"] {
+        let reply = get_range(&app, uri, range).await;
+        assert_eq!(reply.status, StatusCode::OK, "{range}");
+        assert_eq!(reply.bytes, audio_bytes(), "{range}");
+        assert!(!reply.headers.contains_key(header::CONTENT_RANGE));
+    }
+    let mut req = request(Method::GET, uri, Auth::Headers, None, Body::empty());
+    req.headers_mut()
+        .insert(header::RANGE, "bytes=0-9".parse().unwrap());
+    req.headers_mut()
+        .insert(header::IF_RANGE, "\"some-etag\"".parse().unwrap());
+    let reply = send_request(&app, req).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.bytes.len(), 1000);
+}
+
+#[tokio::test]
+async fn recording_file_without_a_file_is_404_saying_why() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let p = "/v1/Account/MA_ONE/Recording";
+    for (path, error) in [
+        ("rec-live.mp3", "recording not available yet"),
+        ("rec-failed.mp3", "recording file not available"),
+        ("rec-gone.mp3", "recording file not available"),
+        ("rec-a.wav", "recording not found"),
+        ("rec-b.mp3", "recording not found"),
+        ("nope.mp3", "recording not found"),
+        ("%FF.mp3", "recording not found"),
+    ] {
+        let reply = send(&app, Method::GET, &format!("{p}/{path}")).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(reply.error(), error, "{path}");
+    }
+    // A range on a missing file changes nothing.
+    let reply = get_range(&app, &format!("{p}/rec-live.mp3"), "bytes=0-9").await;
+    assert_eq!(reply.error(), "recording not available yet");
+}
+
+#[tokio::test]
+async fn another_accounts_recording_is_not_found_for_every_operation() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    // MA_TWO asks, on its own path, for MA_ONE's recordings, and the reverse.
+    for (prefix, auth, id) in [
+        ("/v1/Account/MA_TWO", TWO, "rec-a"),
+        ("/api/v1/Account/MA_TWO", TWO, "rec-b"),
+        ("/v1/Account/MA_ONE", Auth::Basic, "rec-two"),
+        ("/api/v1/Account/MA_ONE", Auth::Headers, "rec-two"),
+    ] {
+        for (method, path) in [
+            (Method::GET, format!("{prefix}/Recording/{id}/")),
+            (Method::GET, format!("{prefix}/Recording/{id}.mp3")),
+            (Method::GET, format!("{prefix}/Recording/{id}.wav")),
+            (Method::DELETE, format!("{prefix}/Recording/{id}/")),
+        ] {
+            let reply = send_auth(&app, method.clone(), &path, auth).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");
+            assert_eq!(reply.error(), "recording not found", "{method} {path}");
+        }
+        let reply = send_auth(
+            &app,
+            Method::HEAD,
+            &format!("{prefix}/Recording/{id}.mp3"),
+            auth,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    }
+    // The engine was asked on the authenticated account, and nothing was deleted.
+    let calls = fake.calls();
+    assert_eq!(
+        calls,
+        vec![
+            ("MA_TWO".to_owned(), Call::DeleteRecording("rec-a".into())),
+            ("MA_TWO".to_owned(), Call::DeleteRecording("rec-b".into())),
+            ("MA_ONE".to_owned(), Call::DeleteRecording("rec-two".into())),
+            ("MA_ONE".to_owned(), Call::DeleteRecording("rec-two".into())),
+        ]
+    );
+    assert_eq!(fake.recordings("MA_ONE").len(), 5);
+    assert_eq!(fake.recordings("MA_TWO").len(), 1);
+    // Another account's path with one's own credentials is the usual 401.
+    let reply = send_auth(
+        &app,
+        Method::GET,
+        "/v1/Account/MA_ONE/Recording/rec-a.mp3",
+        TWO,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let reply = send_auth(
+        &app,
+        Method::GET,
+        "/v1/Account/MA_ONE/Recording/",
+        Auth::None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn recording_route_shapes_outside_the_table_are_the_plain_404() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for path in [
+        "/v1/Account/MA_ONE/Recording/rec-a/extra",
+        "/v1/Account/MA_ONE/Recording/rec-a.mp3/extra",
+        "/v1/Account/MA_ONE/Recordings/",
+        "/api/v1/Account/MA_ONE/Recording//",
+        "/v1/Account/MA_ONE/Conference/room/Recording/",
+        "/Recording/rec-a.mp3",
+    ] {
+        let reply = send(&app, Method::GET, path).await;
+        assert!(reply.is_plain_404(), "{path}: {}", reply.status);
+    }
+}
+
+#[tokio::test]
+async fn recording_routes_with_another_method_are_405_with_allow() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for (method, path, allow) in [
+        (Method::PUT, "/Recording/", "GET"),
+        (Method::DELETE, "/Recording/", "GET"),
+        (Method::PUT, "/Recording/rec-a/", "GET, DELETE"),
+        (Method::POST, "/Recording/rec-a", "GET, DELETE"),
+        (Method::PUT, "/Recording/rec-a.mp3", "GET, HEAD"),
+        (Method::DELETE, "/Recording/rec-a.wav", "GET, HEAD"),
+    ] {
+        for prefix in PREFIXES {
+            let reply = send(&app, method.clone(), &format!("{prefix}{path}")).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(reply.headers[header::ALLOW], allow, "{method} {path}");
+            assert_eq!(reply.error(), "method not allowed");
+        }
+    }
+    assert!(fake.calls().is_empty());
+    assert_eq!(fake.recordings("MA_ONE").len(), 5);
+}
+
 // ---------------------------------------------------------------- OpenAPI
 
 #[tokio::test]
@@ -1431,7 +2052,8 @@ async fn the_openapi_document_and_the_router_serve_the_same_routes() {
             let concrete = path
                 .replace("{auth_id}", "MA_ONE")
                 .replace("{conference_name}", "room")
-                .replace("{member_id}", "10");
+                .replace("{member_id}", "10")
+                .replace("{recording_id}", "rec-a");
             let reply = send(&app, method.clone(), &concrete).await;
             assert!(
                 !reply.is_plain_404(),
@@ -1453,7 +2075,48 @@ async fn the_openapi_document_and_the_router_serve_the_same_routes() {
     documented.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
     served.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
     assert_eq!(documented, served);
-    assert_eq!(served.len(), 32);
+    assert_eq!(served.len(), 46);
+    let recording_paths: Vec<_> = served
+        .iter()
+        .filter(|(_, p)| p.starts_with("/v1/") && p.contains("/Recording/"))
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(
+        recording_paths,
+        [
+            "DELETE /v1/Account/{auth_id}/Recording/{recording_id}/",
+            "GET /v1/Account/{auth_id}/Recording/",
+            "GET /v1/Account/{auth_id}/Recording/{recording_id}.mp3",
+            "GET /v1/Account/{auth_id}/Recording/{recording_id}.wav",
+            "GET /v1/Account/{auth_id}/Recording/{recording_id}/",
+            "HEAD /v1/Account/{auth_id}/Recording/{recording_id}.mp3",
+            "HEAD /v1/Account/{auth_id}/Recording/{recording_id}.wav",
+        ]
+    );
+    let download = &doc["paths"]["/v1/Account/{auth_id}/Recording/{recording_id}.wav"]["get"];
+    assert!(download["responses"]["200"]["content"]["audio/wav"].is_object());
+    assert!(download["responses"]["206"].is_object());
+    assert!(download["responses"]["416"].is_object());
+    let list = &doc["paths"]["/api/v1/Account/{auth_id}/Recording/"]["get"];
+    let query: Vec<_> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "query")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(query, ["limit", "offset"]);
+    let mut operation_ids: Vec<_> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap().to_owned())
+        .collect();
+    let total = operation_ids.len();
+    operation_ids.sort();
+    operation_ids.dedup();
+    assert_eq!(operation_ids.len(), total, "operationIds are unique");
 }
 
 // ---------------------------------------------------------------- robustness
@@ -1482,6 +2145,11 @@ async fn random_requests_never_panic_or_fail_inside() {
         "Play",
         "Speak",
         "Record",
+        "Recording",
+        "rec-a",
+        "rec-a.mp3",
+        "rec-live.wav",
+        "rec-b.WAV",
         "",
         "%20",
         "%FF",
