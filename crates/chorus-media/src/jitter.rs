@@ -3,8 +3,9 @@
 //! packet per pull once a target depth has built up.
 //!
 //! Storage is a fixed ring of `capacity` slots, each able to hold `max_payload` bytes, all
-//! allocated at construction; `push`, `push_at`, `peek` and `pop` never allocate. Everything
-//! is clock-free: the caller says when a packet arrived, in RTP clock units of its own clock.
+//! allocated at construction; `push`, `push_at`, `note_non_audio`, `peek` and `pop` never
+//! allocate. Everything is clock-free: the caller says when a packet arrived, in RTP clock
+//! units of its own clock.
 //!
 //! # Adaptive depth
 //!
@@ -28,6 +29,27 @@
 //! restarted its clock, with contiguous numbering). Its arrival does not feed the estimator
 //! (the pause is not network jitter), no loss is counted, and when it reaches the head of an
 //! otherwise drained buffer playout waits for the target depth again, exactly as at the start.
+//!
+//! # Non-audio packets
+//!
+//! RFC 4733 §2.1: telephone-events travel on the audio's SSRC and take sequence numbers from
+//! the same space, and while a key is pressed the sender sends them *instead* of audio; the
+//! audio after the event resumes with a timestamp advanced by the time the event took. The
+//! caller diverts those packets elsewhere but tells the buffer through
+//! [`JitterBuffer::note_non_audio`], so that their sequence numbers are neither lost nor a
+//! reason to restart. A noted number takes no playout time of its own: reaching it opens a
+//! *gap*, in which playout follows the audio timestamps instead. Each pull yields
+//! [`Pop::Silence`] and advances a playout clock by a frame until the clock reaches the
+//! timestamp of the next audio packet, which then plays exactly as deep in the buffer as the
+//! audio before the event did, however many event packets the sender chose to send for it.
+//! A gap in which nothing at all arrives ends after [`GAP_IDLE_PULLS`] pulls (the sender
+//! stopped; ordinary underruns follow).
+//!
+//! A sequence number that never arrived is judged by what follows it. Before a non-audio
+//! packet whose event had already begun at the playout clock, or before audio inside a gap,
+//! it is counted lost when its time comes but never concealed: the sender's audio around it
+//! is silence. A non-audio packet that arrives after its number was counted lost takes that
+//! loss back, so [`JitterStats::lost`] never counts a telephone-event that arrived.
 
 /// What happened to a pushed packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +62,9 @@ pub enum Push {
     Oversize,
     /// A new SSRC or a sequence jump beyond the ring: the buffer restarted with this packet.
     Restarted,
+    /// A non-audio packet outside the buffered stream (another SSRC, a sequence number far
+    /// from the audio's, or no audio yet): ignored. Only audio restarts the buffer.
+    Unrelated,
 }
 
 /// What a pull yields.
@@ -54,9 +79,13 @@ pub enum Pop<'a> {
     Lost,
     /// Nothing to play: still buffering, or the sender paused (hold, DTX, end of talk).
     Empty,
+    /// The sender sent non-audio packets (RFC 4733 telephone-events) instead of audio for this
+    /// frame: play 20 ms of silence. Nothing was lost, so nothing is to be concealed.
+    Silence,
 }
 
-/// Counters for metrics and tests.
+/// Counters for metrics and tests. They count audio packets and frames; non-audio packets
+/// count only in `non_audio`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct JitterStats {
     pub stored: u64,
@@ -72,6 +101,10 @@ pub struct JitterStats {
     pub talkspurts: u64,
     /// Pulls that waited at the start of a talkspurt to rebuild the target depth.
     pub holds: u64,
+    /// Sequence numbers noted as carrying non-audio packets (telephone-events).
+    pub non_audio: u64,
+    /// Pulls that yielded [`Pop::Silence`]: the sender was sending non-audio packets instead.
+    pub silence: u64,
 }
 
 /// Packets the jitter estimate must stay clearly below a lower target before the target drops
@@ -83,12 +116,24 @@ const DEPTH_WINDOW: u32 = 50;
 const DEFAULT_BOUNDS: (usize, usize) = (1, 3);
 /// Clock rate assumed until [`JitterBuffer::set_clock_rate`]: G.711's.
 const DEFAULT_CLOCK_RATE: u32 = 8000;
+/// Pulls of silence a gap lasts with nothing arriving at all (one second of 20 ms frames):
+/// long enough for any RFC 4733 update interval, short enough that a sender that stopped
+/// after an event is treated as paused.
+pub const GAP_IDLE_PULLS: u32 = 50;
+/// Longest audio packet whose duration is learnt from timestamps: 120 ms (RFC 6716 §2.1.4).
+const MAX_PACKET_FRAMES: u32 = 6;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     filled: bool,
+    /// Holds a sequence number noted by [`JitterBuffer::note_non_audio`]: no payload and no
+    /// playout time of its own; `timestamp` is the packet's (an event's start).
+    non_audio: bool,
     /// First packet of a talkspurt: playout re-aligns here.
     talkspurt: bool,
+    /// Not filled: `sequence` was played out as lost, which a late non-audio packet for it
+    /// takes back.
+    lost: bool,
     sequence: u16,
     timestamp: u32,
     len: usize,
@@ -124,11 +169,31 @@ pub struct JitterBuffer {
     ssrc: Option<u32>,
     /// Sequence number of the next packet to release; `None` until the first packet.
     next: Option<u16>,
+    /// Audio packets held (what the target depth counts).
     buffered: usize,
+    /// Non-audio sequence numbers held.
+    noted: usize,
     target: usize,
     playing: bool,
+    /// The RTP timestamp the next pull stands for: just past what was last played.
+    clock: Option<u32>,
+    /// Timestamp units per audio packet, learnt from consecutive packets; 20 ms until then.
+    packet_ticks: Option<u32>,
+    /// Playout is inside a stretch the sender filled with non-audio packets: the number of
+    /// silent pulls since the last of them, with nothing arriving.
+    gap: Option<u32>,
     stats: JitterStats,
     adaptation: Adaptation,
+}
+
+/// Where a pull stands once the head of the ring has been sorted out.
+enum Settle {
+    /// The head is an audio packet to play, or a lost one to conceal.
+    Play,
+    /// A gap's silence.
+    Silence,
+    /// Nothing to play.
+    Underrun,
 }
 
 impl JitterBuffer {
@@ -143,8 +208,12 @@ impl JitterBuffer {
             ssrc: None,
             next: None,
             buffered: 0,
+            noted: 0,
             target: target.clamp(1, capacity - 1),
             playing: false,
+            clock: None,
+            packet_ticks: None,
+            gap: None,
             stats: JitterStats::default(),
             adaptation: Adaptation {
                 enabled: false,
@@ -204,13 +273,14 @@ impl JitterBuffer {
 
     /// Forgets everything buffered (new source, or the caller re-negotiated).
     pub fn reset(&mut self) {
-        for slot in self.slots.iter_mut() {
-            slot.filled = false;
-        }
+        self.slots.fill(Slot::default());
         self.ssrc = None;
         self.next = None;
         self.buffered = 0;
+        self.noted = 0;
         self.playing = false;
+        self.clock = None;
+        self.gap = None;
         // A new source has its own clock: the transit baseline and timestamp history go; the
         // jitter estimate stays, it describes the network path.
         self.adaptation.last_transit = None;
@@ -222,6 +292,56 @@ impl JitterBuffer {
     /// Stores a packet whose arrival time is unknown: no adaptation (see the module docs).
     pub fn push(&mut self, ssrc: u32, sequence: u16, timestamp: u32, payload: &[u8]) -> Push {
         self.push_inner(None, false, ssrc, sequence, timestamp, payload)
+    }
+
+    /// Notes that `sequence` of the stream `ssrc` carried a packet that is not audio (an
+    /// RFC 4733 telephone-event, sent instead of the audio and numbered with it, §2.1) whose
+    /// RTP timestamp is `timestamp`. The number then counts neither as lost nor as a jump,
+    /// and playout across the event is silence timed by the audio timestamps (see the module
+    /// docs). Never restarts the buffer: a packet outside the stream is [`Push::Unrelated`].
+    pub fn note_non_audio(&mut self, ssrc: u32, sequence: u16, timestamp: u32) -> Push {
+        let Some(next) = self.next else {
+            return Push::Unrelated;
+        };
+        if self.ssrc != Some(ssrc) {
+            return Push::Unrelated;
+        }
+        let capacity = self.slots.len();
+        let ahead = sequence.wrapping_sub(next) as i16;
+        if ahead < 0 {
+            let behind = ahead.unsigned_abs() as usize;
+            if !self.playing && behind < capacity - self.buffered - self.noted {
+                self.next = Some(sequence);
+            } else if behind < capacity {
+                // Its number has been played out already; if as a loss, it was none.
+                let slot = &mut self.slots[usize::from(sequence) % capacity];
+                if !slot.filled && slot.lost && slot.sequence == sequence {
+                    slot.lost = false;
+                    self.stats.lost -= 1;
+                }
+                return Push::Late;
+            } else {
+                return Push::Unrelated;
+            }
+        } else if ahead as usize >= capacity {
+            return Push::Unrelated;
+        }
+        let index = usize::from(sequence) % capacity;
+        if self.vacate(index, sequence) {
+            return Push::Duplicate;
+        }
+        self.slots[index] = Slot {
+            filled: true,
+            non_audio: true,
+            talkspurt: false,
+            lost: false,
+            sequence,
+            timestamp,
+            len: 0,
+        };
+        self.noted += 1;
+        self.stats.non_audio += 1;
+        Push::Stored
     }
 
     /// Stores a packet that arrived at `arrival`, in RTP clock units counted by the caller's
@@ -245,7 +365,7 @@ impl JitterBuffer {
         let next = self.next?;
         let index = usize::from(next) % self.slots.len();
         let slot = self.slots[index];
-        (slot.filled && slot.sequence == next).then(|| {
+        (slot.filled && !slot.non_audio && slot.sequence == next).then(|| {
             let start = index * self.max_payload;
             &self.data[start..start + slot.len]
         })
@@ -285,7 +405,8 @@ impl JitterBuffer {
         // Signed distance in the 16-bit sequence space handles wrap (RFC 3550 §A.1).
         let ahead = sequence.wrapping_sub(next) as i16;
         if ahead < 0 {
-            if !self.playing && (ahead.unsigned_abs() as usize) < capacity - self.buffered {
+            let held = self.buffered + self.noted;
+            if !self.playing && (ahead.unsigned_abs() as usize) < capacity - held {
                 // Still buffering: an earlier packet overtaken by a later one moves the start.
                 self.next = Some(sequence);
             } else {
@@ -304,26 +425,30 @@ impl JitterBuffer {
             self.stats.restarts += 1;
             outcome = Push::Restarted;
         }
-        if self
-            .adaptation
-            .highest
-            .is_none_or(|(high, _)| sequence.wrapping_sub(high) as i16 > 0)
-        {
-            self.adaptation.highest = Some((sequence, timestamp));
+        match self.adaptation.highest {
+            Some((high, high_ts)) if sequence.wrapping_sub(high) as i16 > 0 => {
+                let step = timestamp.wrapping_sub(high_ts);
+                if sequence == high.wrapping_add(1)
+                    && !talkspurt
+                    && (1..=MAX_PACKET_FRAMES * self.frame_ticks()).contains(&step)
+                {
+                    self.packet_ticks = Some(step);
+                }
+                self.adaptation.highest = Some((sequence, timestamp));
+            }
+            Some(_) => {}
+            None => self.adaptation.highest = Some((sequence, timestamp)),
         }
         let index = usize::from(sequence) % capacity;
-        let slot = &mut self.slots[index];
-        if slot.filled {
-            if slot.sequence == sequence {
-                self.stats.duplicates += 1;
-                return Push::Duplicate;
-            }
-            // A stale packet from a lap ago still sits here; the newer one wins.
-            self.buffered -= 1;
+        if self.vacate(index, sequence) {
+            self.stats.duplicates += 1;
+            return Push::Duplicate;
         }
-        *slot = Slot {
+        self.slots[index] = Slot {
             filled: true,
+            non_audio: false,
             talkspurt,
+            lost: false,
             sequence,
             timestamp,
             len: payload.len(),
@@ -337,55 +462,66 @@ impl JitterBuffer {
 
     /// Releases the next packet in sequence, once per packet duration.
     pub fn pop(&mut self) -> Pop<'_> {
-        let Some(next) = self.next else {
+        if self.next.is_none() {
             return Pop::Empty;
-        };
+        }
         if !self.playing {
             if self.buffered < self.target {
                 return Pop::Empty;
             }
             self.playing = true;
         }
-        if self.buffered == 0 {
-            self.stats.underruns += 1;
-            self.adaptation.window_min_depth = 0;
-            return Pop::Empty;
-        }
-        let capacity = self.slots.len();
         // After a burst the depth can exceed the target: drop the oldest so latency does not
         // creep up for the rest of the call.
         while self.buffered > self.target + 2 {
-            let index = usize::from(self.next_or(next)) % capacity;
-            if self.slots[index].filled && self.slots[index].sequence == self.next_or(next) {
-                self.slots[index].filled = false;
-                self.buffered -= 1;
+            if self.discard_head() {
                 self.stats.trimmed += 1;
             }
-            self.advance();
         }
-        let head = self.next_or(next);
-        let head_slot = self.slots[usize::from(head) % capacity];
-        if head_slot.filled && head_slot.sequence == head && head_slot.talkspurt {
-            // A new talkspurt after the last one drained: rebuild the target depth before
-            // playing it, as at the start of the stream. Bounded by the target in pulls, so a
-            // talkspurt shorter than the target still plays.
-            if self.buffered < self.target && self.adaptation.hold < self.target {
-                self.adaptation.hold += 1;
-                self.stats.holds += 1;
-                return Pop::Empty;
+        let capacity = self.slots.len();
+        loop {
+            match self.settle() {
+                Settle::Play => {}
+                Settle::Silence => return self.silence(),
+                Settle::Underrun => {
+                    self.stats.underruns += 1;
+                    self.adaptation.window_min_depth = 0;
+                    return Pop::Empty;
+                }
+            }
+            let head = self.next_or(0);
+            let head_slot = self.slots[usize::from(head) % capacity];
+            if self.gap.is_none()
+                && head_slot.filled
+                && head_slot.sequence == head
+                && head_slot.talkspurt
+            {
+                // A new talkspurt after the last one drained: rebuild the target depth before
+                // playing it, as at the start of the stream. Bounded by the target in pulls,
+                // so a talkspurt shorter than the target still plays. (In a gap the playout
+                // clock already keeps the depth.)
+                if self.buffered < self.target && self.adaptation.hold < self.target {
+                    self.adaptation.hold += 1;
+                    self.stats.holds += 1;
+                    return Pop::Empty;
+                }
+            }
+            self.adaptation.hold = 0;
+            // Dropping a frame of excess latency moves the head: sort it out again.
+            if !(self.adaptation.enabled && self.watch_depth()) {
+                break;
             }
         }
-        self.adaptation.hold = 0;
-        if self.adaptation.enabled {
-            self.watch_depth();
-        }
-        let next = self.next_or(next);
+        let next = self.next_or(0);
         let index = usize::from(next) % capacity;
         self.advance();
         let slot = self.slots[index];
+        let packet_ticks = self.packet_ticks();
         if slot.filled && slot.sequence == next {
             self.slots[index].filled = false;
             self.buffered -= 1;
+            self.gap = None;
+            self.clock = Some(slot.timestamp.wrapping_add(packet_ticks));
             let start = index * self.max_payload;
             Pop::Packet {
                 sequence: slot.sequence,
@@ -393,8 +529,181 @@ impl JitterBuffer {
                 payload: &self.data[start..start + slot.len],
             }
         } else {
-            self.stats.lost += 1;
+            self.mark_lost(next);
+            self.clock = self.clock.map(|c| c.wrapping_add(packet_ticks));
             Pop::Lost
+        }
+    }
+
+    /// Consumes the non-audio numbers at the head and decides what this pull is: the head
+    /// (an audio packet, or a loss), a gap's silence, or nothing.
+    fn settle(&mut self) -> Settle {
+        let capacity = self.slots.len();
+        let half_frame = (self.frame_ticks() / 2) as i32;
+        loop {
+            let Some(head) = self.next else {
+                return Settle::Underrun;
+            };
+            let index = usize::from(head) % capacity;
+            let slot = self.slots[index];
+            if slot.filled && slot.sequence == head {
+                if slot.non_audio {
+                    self.slots[index].filled = false;
+                    self.noted -= 1;
+                    self.advance();
+                    self.gap = Some(0);
+                    continue;
+                }
+                if self.gap.is_some() {
+                    match self.ahead_of_clock(slot.timestamp) {
+                        // The sender's audio resumes later than the clock: silence until then,
+                        // unless audio is piling up (the sender's clock runs ahead of ours).
+                        Some(ahead) if ahead >= half_frame && self.buffered <= self.target => {
+                            return Settle::Silence
+                        }
+                        Some(_) => {}
+                        // Resumed after more than a second: a talkspurt like any other.
+                        None => self.gap = None,
+                    }
+                }
+                return Settle::Play;
+            }
+            // The head has not arrived: what follows it tells what it was.
+            let Some((distance, later)) = self.first_held(head) else {
+                return match self.gap {
+                    Some(idle) if idle < GAP_IDLE_PULLS => {
+                        self.gap = Some(idle + 1);
+                        Settle::Silence
+                    }
+                    _ => {
+                        self.gap = None;
+                        Settle::Underrun
+                    }
+                };
+            };
+            if later.non_audio {
+                // Before a non-audio packet whose event had begun by the playout clock, it
+                // was one of the event's packets: missing, but with no time of its own to
+                // conceal. Before one that begins later, it was the audio before the event.
+                if self
+                    .ahead_of_clock(later.timestamp)
+                    .is_none_or(|a| a < half_frame)
+                {
+                    self.mark_lost(head);
+                    self.advance();
+                    continue;
+                }
+                return Settle::Play;
+            }
+            if self.gap.is_none() {
+                return Settle::Play;
+            }
+            // Inside a gap, before audio: had it been audio, it would play at `implied`. It is
+            // never concealed: whatever it was, the sender's audio around it is silence.
+            let implied = later
+                .timestamp
+                .wrapping_sub(u32::from(distance).wrapping_mul(self.packet_ticks()));
+            match self.ahead_of_clock(implied) {
+                Some(ahead) if ahead >= half_frame && self.buffered <= self.target => {
+                    return Settle::Silence;
+                }
+                Some(ahead) if ahead > -half_frame && ahead < half_frame => {
+                    self.mark_lost(head);
+                    self.advance();
+                    return Settle::Silence;
+                }
+                // Its time went by as silence (or must, the audio behind it piling up).
+                Some(_) => {
+                    self.mark_lost(head);
+                    self.advance();
+                }
+                None => {
+                    self.gap = None;
+                    return Settle::Play;
+                }
+            }
+        }
+    }
+
+    /// The first sequence number after `head` that holds a packet, and how far it is.
+    fn first_held(&self, head: u16) -> Option<(u16, Slot)> {
+        if self.buffered + self.noted == 0 {
+            return None;
+        }
+        let capacity = self.slots.len();
+        (1..capacity as u16).find_map(|distance| {
+            let sequence = head.wrapping_add(distance);
+            let slot = self.slots[usize::from(sequence) % capacity];
+            (slot.filled && slot.sequence == sequence).then_some((distance, slot))
+        })
+    }
+
+    /// How far `timestamp` lies ahead of the playout clock, when it is within a second of it
+    /// (0 before anything played).
+    fn ahead_of_clock(&self, timestamp: u32) -> Option<i32> {
+        let Some(clock) = self.clock else {
+            return Some(0);
+        };
+        let ahead = timestamp.wrapping_sub(clock) as i32;
+        (ahead.unsigned_abs() < self.adaptation.clock_rate).then_some(ahead)
+    }
+
+    fn silence(&mut self) -> Pop<'static> {
+        let frame = self.frame_ticks();
+        self.clock = self.clock.map(|c| c.wrapping_add(frame));
+        self.stats.silence += 1;
+        // The audio depth is low across a gap: no excess latency to drop after it.
+        self.adaptation.window_min_depth = 0;
+        Pop::Silence
+    }
+
+    /// Counts `sequence` lost and remembers it in its (empty) slot.
+    fn mark_lost(&mut self, sequence: u16) {
+        self.stats.lost += 1;
+        let slot = &mut self.slots[usize::from(sequence) % self.slots.len()];
+        if !slot.filled {
+            slot.lost = true;
+            slot.sequence = sequence;
+        }
+    }
+
+    /// Empties slot `index` for `sequence`; true when it already holds `sequence`.
+    fn vacate(&mut self, index: usize, sequence: u16) -> bool {
+        let slot = self.slots[index];
+        if !slot.filled {
+            return false;
+        }
+        if slot.sequence == sequence {
+            return true;
+        }
+        // A stale packet from a lap ago still sits here; the newer one wins.
+        if slot.non_audio {
+            self.noted -= 1;
+        } else {
+            self.buffered -= 1;
+        }
+        self.slots[index].filled = false;
+        false
+    }
+
+    /// Drops whatever the head holds and moves past it; true when that was an audio packet.
+    fn discard_head(&mut self) -> bool {
+        let Some(next) = self.next else {
+            return false;
+        };
+        let index = usize::from(next) % self.slots.len();
+        let slot = self.slots[index];
+        self.advance();
+        if !(slot.filled && slot.sequence == next) {
+            return false;
+        }
+        self.slots[index].filled = false;
+        if slot.non_audio {
+            self.noted -= 1;
+            false
+        } else {
+            self.buffered -= 1;
+            true
         }
     }
 
@@ -463,28 +772,23 @@ impl JitterBuffer {
     }
 
     /// Drops one frame of latency when the depth at every pull of the last second stayed
-    /// above target: the jitter that built it up has gone.
-    fn watch_depth(&mut self) {
+    /// above target: the jitter that built it up has gone. True when the head moved.
+    fn watch_depth(&mut self) -> bool {
         let a = &mut self.adaptation;
         a.window_min_depth = a.window_min_depth.min(self.buffered);
         a.window_pulls += 1;
         if a.window_pulls < DEPTH_WINDOW {
-            return;
+            return false;
         }
         let excess = a.window_min_depth > self.target;
         self.restart_depth_window();
-        if !excess {
-            return;
+        if !excess || self.next.is_none() {
+            return false;
         }
-        if let Some(next) = self.next {
-            let index = usize::from(next) % self.slots.len();
-            if self.slots[index].filled && self.slots[index].sequence == next {
-                self.slots[index].filled = false;
-                self.buffered -= 1;
-                self.stats.trimmed += 1;
-            }
-            self.advance();
+        if self.discard_head() {
+            self.stats.trimmed += 1;
         }
+        true
     }
 
     fn restart_depth_window(&mut self) {
@@ -495,6 +799,11 @@ impl JitterBuffer {
     /// RTP timestamp units in one 20 ms packet.
     fn frame_ticks(&self) -> u32 {
         self.adaptation.clock_rate / (1000 / crate::PTIME_MS)
+    }
+
+    /// RTP timestamp units in one audio packet of the stream.
+    fn packet_ticks(&self) -> u32 {
+        self.packet_ticks.unwrap_or_else(|| self.frame_ticks())
     }
 
     fn next_or(&self, fallback: u16) -> u16 {
@@ -677,7 +986,7 @@ mod tests {
                 match jb.pop() {
                     Pop::Packet { sequence, .. } => out.push(Some(sequence)),
                     Pop::Lost => out.push(None),
-                    Pop::Empty => {}
+                    Pop::Empty | Pop::Silence => {}
                 }
                 self.now += 160;
             }
@@ -845,6 +1154,232 @@ mod tests {
         assert_eq!(seq_of(jb.pop()), Some(3));
     }
 
+    /// What a pull gave, in a stream that carries telephone-events.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Heard {
+        Audio(u16),
+        Lost,
+        Silence,
+        Nothing,
+    }
+
+    /// A packet of such a stream: (arrival, audio or not, sequence, timestamp).
+    type Mixed = (u32, bool, u16, u32);
+
+    /// Every 20 ms (160 units, ticks at `k·160 + 80`) pushes what has arrived, events through
+    /// `note_non_audio`, then pulls once; returns what each tick's pull gave. Audio numbered
+    /// `marked` carries the marker bit.
+    fn run_marked(
+        jb: &mut JitterBuffer,
+        mut wire: Vec<Mixed>,
+        ticks: u32,
+        marked: Option<u16>,
+    ) -> Vec<Heard> {
+        wire.sort_by_key(|w| w.0);
+        let mut next = 0;
+        (0..ticks)
+            .map(|tick| {
+                let now = tick * 160 + 80;
+                while next < wire.len() && wire[next].0 <= now {
+                    let (arrival, audio, seq, ts) = wire[next];
+                    if audio {
+                        let marker = marked == Some(seq);
+                        jb.push_at(arrival, marker, 7, seq, ts, &payload(seq));
+                    } else {
+                        jb.note_non_audio(7, seq, ts);
+                    }
+                    next += 1;
+                }
+                match jb.pop() {
+                    Pop::Packet { sequence, .. } => Heard::Audio(sequence),
+                    Pop::Lost => Heard::Lost,
+                    Pop::Silence => Heard::Silence,
+                    Pop::Empty => Heard::Nothing,
+                }
+            })
+            .collect()
+    }
+
+    fn run_mixed(jb: &mut JitterBuffer, wire: Vec<Mixed>, ticks: u32) -> Vec<Heard> {
+        run_marked(jb, wire, ticks, None)
+    }
+
+    /// 50 audio packets, 8 telephone-event packets numbered on (their timestamp frozen at the
+    /// event's start, RFC 4733 §2.5.1.2), then audio whose timestamp ran on 8 frames; every
+    /// packet arrives 5 ms after it was sent.
+    fn digit_stream() -> Vec<Mixed> {
+        (0..100u16)
+            .map(|seq| {
+                let sent = u32::from(seq) * 160;
+                let audio = !(50..58).contains(&seq);
+                let ts = if audio { sent } else { 50 * 160 };
+                (sent + 40, audio, seq, ts)
+            })
+            .collect()
+    }
+
+    fn fixed_depth_2() -> JitterBuffer {
+        let mut jb = JitterBuffer::new(8, 8, 2);
+        jb.set_target_bounds(2, 2);
+        jb
+    }
+
+    /// What a depth of two gives for [`digit_stream`]: each audio packet one tick after it
+    /// arrived, before the event and after it alike, and silence in between.
+    fn expected_digit_playout() -> Vec<Heard> {
+        let mut expected = vec![Heard::Nothing];
+        expected.extend((0..50).map(Heard::Audio));
+        expected.extend([Heard::Silence; 8]);
+        expected.extend((58..99).map(Heard::Audio));
+        expected
+    }
+
+    fn assert_clean(stats: JitterStats) {
+        assert_eq!(
+            (stats.lost, stats.restarts, stats.underruns, stats.holds),
+            (0, 0, 0, 0),
+            "{stats:?}"
+        );
+        assert_eq!((stats.stored, stats.non_audio, stats.trimmed), (92, 8, 0));
+    }
+
+    #[test]
+    fn telephone_event_numbers_play_as_silence_without_loss_or_delay() {
+        let mut jb = fixed_depth_2();
+        let heard = run_mixed(&mut jb, digit_stream(), 100);
+        assert_eq!(heard, expected_digit_playout());
+        assert_clean(jb.stats());
+        assert_eq!(jb.stats().silence, 8);
+    }
+
+    #[test]
+    fn audio_resuming_with_a_marker_after_events_is_not_held() {
+        // RFC 4733 senders often mark the first audio after an event as a talkspurt start;
+        // the playout clock already keeps the depth, so waiting to rebuild it would add delay.
+        let mut jb = fixed_depth_2();
+        let heard = run_marked(&mut jb, digit_stream(), 100, Some(58));
+        assert_eq!(heard, expected_digit_playout());
+        assert_eq!((jb.stats().holds, jb.stats().talkspurts), (0, 1));
+    }
+
+    #[test]
+    fn the_same_digit_without_noting_the_events_is_concealed_and_delayed() {
+        // What the notes fix: the event numbers look lost, and the audio after plays late.
+        let mut jb = fixed_depth_2();
+        let audio_only = digit_stream().into_iter().filter(|w| w.1).collect();
+        let heard = run_mixed(&mut jb, audio_only, 100);
+        assert!(heard.contains(&Heard::Lost) || jb.stats().restarts > 0);
+        assert_ne!(heard, expected_digit_playout());
+    }
+
+    #[test]
+    fn an_event_packet_overtaking_the_last_audio_packet_changes_nothing() {
+        let mut jb = fixed_depth_2();
+        let mut wire = digit_stream();
+        // The first event packet arrives in the last audio packet's place and vice versa.
+        let (a, e) = (wire[49].0, wire[50].0);
+        wire[49].0 = e;
+        wire[50].0 = a;
+        let heard = run_mixed(&mut jb, wire, 100);
+        assert_eq!(heard, expected_digit_playout());
+        assert_clean(jb.stats());
+    }
+
+    #[test]
+    fn an_event_packet_arriving_before_the_audio_it_interrupts_is_not_mistaken_for_it() {
+        // The event's first packet comes 30 ms early, ahead of the last two audio packets.
+        let mut jb = fixed_depth_2();
+        let mut wire = digit_stream();
+        wire[50].0 = 48 * 160 + 20;
+        let heard = run_mixed(&mut jb, wire, 100);
+        assert_eq!(heard, expected_digit_playout());
+        assert_clean(jb.stats());
+    }
+
+    #[test]
+    fn a_late_final_event_packet_takes_back_its_loss_and_nothing_is_concealed() {
+        // The last end packet comes 60 ms late, after the audio that followed it.
+        let mut jb = fixed_depth_2();
+        let mut wire = digit_stream();
+        wire[57].0 += 3 * 160;
+        let heard = run_mixed(&mut jb, wire, 100);
+        assert_eq!(heard, expected_digit_playout());
+        let stats = jb.stats();
+        assert_eq!((stats.lost, stats.restarts, stats.underruns), (0, 0, 0));
+        assert_eq!(stats.non_audio, 7, "the late one is not noted twice");
+    }
+
+    #[test]
+    fn a_lost_event_packet_is_counted_but_never_concealed() {
+        let mut jb = fixed_depth_2();
+        let wire = digit_stream().into_iter().filter(|w| w.2 != 53).collect();
+        let heard = run_mixed(&mut jb, wire, 100);
+        assert_eq!(heard, expected_digit_playout());
+        assert_eq!((jb.stats().lost, jb.stats().restarts), (1, 0));
+    }
+
+    #[test]
+    fn silence_follows_the_audio_timestamps_not_the_number_of_event_packets() {
+        // One sender sends an update every 60 ms, another its three end packets at once:
+        // either way the audio timestamps say 8 frames went by, and 8 frames of silence play.
+        let sparse: Vec<Mixed> = digit_stream()
+            .into_iter()
+            .filter(|w| w.1 || w.2 == 50 || w.2 == 53)
+            .collect();
+        let burst: Vec<Mixed> = digit_stream()
+            .into_iter()
+            .map(|mut w| {
+                if (55..58).contains(&w.2) {
+                    w.0 = 55 * 160 + 40;
+                }
+                w
+            })
+            .collect();
+        for (name, wire, events) in [("sparse", sparse, 2), ("burst", burst, 8)] {
+            let mut jb = fixed_depth_2();
+            let heard = run_mixed(&mut jb, wire, 100);
+            // The audio is numbered without the missing updates in the sparse stream.
+            let mut expected = vec![Heard::Nothing];
+            expected.extend((0..50).map(Heard::Audio));
+            expected.extend([Heard::Silence; 8]);
+            expected.extend((58..99).map(Heard::Audio));
+            assert_eq!(heard, expected, "{name}");
+            let stats = jb.stats();
+            assert_eq!(stats.non_audio, events, "{name}");
+            assert_eq!((stats.restarts, stats.underruns), (0, 0), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_sender_silent_after_an_event_becomes_an_underrun_after_a_second() {
+        let mut jb = fixed_depth_2();
+        let wire = digit_stream().into_iter().filter(|w| w.2 < 58).collect();
+        let heard = run_mixed(&mut jb, wire, 200);
+        let silent = heard.iter().filter(|h| **h == Heard::Silence).count();
+        // Six pulls while event packets kept coming, then GAP_IDLE_PULLS from the last one.
+        assert_eq!(silent, 6 + GAP_IDLE_PULLS as usize);
+        assert_eq!(heard.last(), Some(&Heard::Nothing));
+        assert_eq!(jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn event_packets_outside_the_stream_never_restart_it() {
+        let mut jb = JitterBuffer::new(8, 8, 1);
+        push(&mut jb, 100);
+        assert_eq!(jb.note_non_audio(7, 30_000, 0), Push::Unrelated);
+        assert_eq!(jb.note_non_audio(8, 101, 0), Push::Unrelated);
+        assert_eq!(jb.note_non_audio(7, 101, 16_160), Push::Stored);
+        assert_eq!(jb.note_non_audio(7, 101, 16_160), Push::Duplicate);
+        push(&mut jb, 102);
+        assert_eq!(seq_of(jb.pop()), Some(100));
+        // The event took 101's frame of time.
+        assert_eq!(jb.pop(), Pop::Silence);
+        assert_eq!(seq_of(jb.pop()), Some(102));
+        assert_eq!(jb.peek(), None);
+        let stats = jb.stats();
+        assert_eq!((stats.restarts, stats.lost, stats.non_audio), (0, 0, 1));
+    }
+
     #[test]
     fn hostile_timestamps_and_arrivals_never_panic() {
         let mut jb = JitterBuffer::new(16, 8, 2);
@@ -854,6 +1389,8 @@ mod tests {
             let ts = rng.below(u32::MAX);
             let seq = rng.below(65_536) as u16;
             jb.push_at(arrival, rng.below(2) == 0, rng.below(3), seq, ts, &[1, 2]);
+            let near = seq.wrapping_add(rng.below(24) as u16).wrapping_sub(12);
+            jb.note_non_audio(rng.below(3), near, rng.below(u32::MAX));
             let _ = jb.pop();
             let _ = jb.peek();
         }

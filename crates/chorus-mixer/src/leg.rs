@@ -90,6 +90,9 @@ pub(crate) struct Leg {
     fifo_len: usize,
     last: Box<[i16; MAX_FRAME]>,
     concealed_run: u32,
+    /// What played since the last audio is already faded out: a gap's silence goes on as
+    /// zeros.
+    faded: bool,
     /// This tick's audio at the room rate, valid when `has_audio`.
     pub frame: Box<[i16; MAX_FRAME]>,
     pub has_audio: bool,
@@ -144,6 +147,7 @@ impl Leg {
             fifo_len: 0,
             last: Box::new([0; MAX_FRAME]),
             concealed_run: 0,
+            faded: false,
             frame: Box::new([0; MAX_FRAME]),
             has_audio: false,
             arrived: false,
@@ -310,6 +314,11 @@ impl Leg {
             if !self.flow.receive {
                 return;
             }
+            // RFC 4733 §2.1: but they are numbered with the audio, whose place they took.
+            // Told so, the buffer neither conceals nor counts their numbers as lost, and
+            // plays silence for as long as the audio timestamps say the key was held.
+            self.jitter
+                .note_non_audio(packet.ssrc, packet.sequence, packet.timestamp);
             match EventPayload::parse(packet.payload) {
                 Some(event) => {
                     self.dtmf_in
@@ -354,6 +363,21 @@ impl Leg {
                     }
                     self.fifo_len += n;
                     self.concealed_run = 0;
+                    self.faded = false;
+                }
+                Pop::Silence => {
+                    // The sender sent telephone-events instead of audio: nothing was lost, so
+                    // nothing is concealed (repeating speech through a key press is wrong).
+                    // The audio before fades out over one frame, then silence.
+                    let n = codec_frame.min(room);
+                    if skip || self.faded {
+                        out[..n].fill(0);
+                    } else {
+                        let (fifo, out) = self.fifo.split_at_mut(self.fifo_len);
+                        fade_out(fifo, &self.last[..codec_frame], &mut out[..n]);
+                    }
+                    self.faded = true;
+                    self.fifo_len += n;
                 }
                 Pop::Lost => {
                     self.concealed_run += 1;
@@ -584,6 +608,17 @@ impl Leg {
     }
 }
 
+/// Fills `out` with the audio before it (`history`, then `pending` which follows it) played
+/// backwards and faded linearly to zero: the first sample continues from the last one heard,
+/// so there is no click, and no tone is stretched.
+fn fade_out(pending: &[i16], history: &[i16], out: &mut [i16]) {
+    let n = out.len() as i32;
+    let before = pending.iter().rev().chain(history.iter().rev());
+    for (i, (o, &s)) in out.iter_mut().zip(before).enumerate() {
+        *o = (i32::from(s) * (n - 1 - i as i32) / n) as i16;
+    }
+}
+
 fn max_payload(codec: Codec) -> usize {
     match codec.encoding {
         crate::Encoding::Pcmu | crate::Encoding::Pcma => MAX_G711_PAYLOAD,
@@ -631,6 +666,82 @@ impl std::fmt::Debug for Leg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PCMU leg that takes telephone-events, fed a 440 Hz tone with a key press in the
+    /// middle (five event packets in place of five audio packets, numbered with them, the
+    /// audio clock running on); returns the frame each tick produced.
+    fn frames_around_a_key_press() -> (Vec<[i16; 160]>, LegStats) {
+        use chorus_media::g711::Law;
+        use chorus_media::tone::Sine;
+
+        let mut spec = LegSpec::detached(LegId(1), Codec::PCMU);
+        spec.telephone_event_pt = Some(101);
+        let mut leg = Leg::new(RoomId(1), spec, &MixerConfig::default()).expect("a PCMU leg");
+        let source: SocketAddr = "127.0.0.1:4000".parse().expect("an address");
+        let mut sine = Sine::new(440.0, 8000, 8000.0);
+        let mut scratch = [0i16; MAX_FRAME];
+        let mut frames = Vec::new();
+        for seq in 0..60u16 {
+            let event = (30..35).contains(&seq);
+            let mut pcm = [0i16; 160];
+            sine.fill(&mut pcm);
+            let mut payload = [0u8; 160];
+            Law::Mu.encode(&pcm, &mut payload);
+            let (payload_type, timestamp, payload) = if event {
+                let duration = (seq - 29) * 160;
+                let [d0, d1] = duration.to_be_bytes();
+                (101, 30 * 160, &[5, 10, d0, d1][..])
+            } else {
+                (0, u32::from(seq) * 160, &payload[..])
+            };
+            let mut wire = [0u8; 200];
+            let header = RtpHeader {
+                payload_type,
+                marker: seq == 30,
+                sequence: seq,
+                timestamp,
+                ssrc: 9,
+            };
+            let len = header.write_with_payload(payload, &mut wire).expect("fits");
+            let packet = RtpPacket::parse(&wire[..len]).expect("well-formed");
+            let now_us = u64::from(seq) * 20_000;
+            leg.on_packet(&packet, source, now_us, &mut |_| {});
+            leg.decode(8000, false, &mut scratch);
+            let mut frame = [0i16; 160];
+            if leg.has_audio {
+                frame.copy_from_slice(&leg.frame[..160]);
+            }
+            frames.push(frame);
+        }
+        (frames, leg.final_stats())
+    }
+
+    #[test]
+    fn a_key_press_fades_the_audio_to_silence_instead_of_concealing_it() {
+        let (frames, stats) = frames_around_a_key_press();
+        assert_eq!((stats.concealed_frames, stats.jitter.lost), (0, 0));
+        let peak = |f: &[i16; 160]| f.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        let quiet: Vec<usize> = (0..frames.len())
+            .filter(|&i| peak(&frames[i]) == 0)
+            .collect();
+        // The buffer's start, then exactly the four frames after the fade: not one frame of
+        // the tone is repeated into the key press.
+        let first = quiet[quiet.len() - 4];
+        assert_eq!(
+            &quiet[quiet.len() - 4..],
+            [first, first + 1, first + 2, first + 3]
+        );
+        assert!(quiet[..quiet.len() - 4].iter().all(|&i| i < 2), "{quiet:?}");
+        // The fade continues from the last sample heard, without a click, down to zero.
+        let (before, fade) = (&frames[first - 2], &frames[first - 1]);
+        assert!(peak(before) > 6000, "tone before the key press");
+        assert!((i32::from(fade[0]) - i32::from(before[159])).abs() < 1500);
+        assert_eq!(fade[159], 0);
+        let energy = |s: &[i16]| s.iter().map(|&x| i64::from(x).pow(2)).sum::<i64>();
+        assert!(energy(&fade[..80]) > 4 * energy(&fade[80..]));
+        // Then the tone is back, and it stays.
+        assert!(frames[first + 4..].iter().all(|f| peak(f) > 6000));
+    }
 
     #[test]
     fn audio_level_is_read_from_a_one_byte_extension() {

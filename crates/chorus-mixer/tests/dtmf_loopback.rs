@@ -255,6 +255,39 @@ fn audio_around_telephone_events_is_still_mixed() {
     assert_eq!(run.phone_stats.unexpected_pt, 0);
 }
 
+#[test]
+fn telephone_events_cost_no_audio_and_the_phone_is_heard_again_after_each_digit() {
+    let run = phone_presses_1_hash_5();
+    let jitter = run.phone_stats.jitter;
+    // RFC 4733 §2.1: the events took the audio's sequence numbers; none of them is a loss,
+    // nothing was concealed, the buffer neither restarted nor ran dry, and every audio
+    // packet played.
+    assert_eq!(
+        (
+            jitter.lost,
+            jitter.restarts,
+            jitter.underruns,
+            jitter.late,
+            jitter.trimmed
+        ),
+        (0, 0, 0, 0, 0),
+        "{jitter:?}"
+    );
+    assert_eq!(run.phone_stats.concealed_frames, 0);
+    assert_eq!(jitter.stored, run.audio_sent);
+    // Two updates and three ends per digit; the network's duplicate is not noted again.
+    assert_eq!(jitter.non_audio, 3 * 5);
+    // Each digit replaced five frames of audio, which play as silence.
+    assert_eq!(jitter.silence, 3 * 5);
+    // After the third digit the listener hears the phone's tone again.
+    let tail = &run.listener_heard[run.listener_heard.len() - 160 * 10..];
+    assert!(
+        level_db(tail, 440.0) > -20.0,
+        "the phone is heard after its digits: {:.1} dB",
+        level_db(tail, 440.0)
+    );
+}
+
 /// A received telephone-event packet: (sequence, marker, timestamp, ssrc, code, end, duration).
 type EventPacket = (u16, bool, u32, u32, u8, bool, u16);
 
