@@ -417,6 +417,12 @@ impl Engine {
         self.child.id()
     }
 
+    /// SIGKILL: a crash, nothing is cleaned up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.exit = self.child.wait().ok();
+    }
+
     pub fn sigterm(&self) {
         // `kill(1)` rather than libc: the workspace forbids unsafe code.
         let status = Command::new("kill")

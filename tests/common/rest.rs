@@ -51,6 +51,8 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as received (after de-chunking): files are binary.
+    pub bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -156,6 +158,7 @@ fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        bytes: body,
     })
 }
 

@@ -249,9 +249,6 @@ async fn run_inner(ctx: &mut CallCtx, conf: Conference, key: RoomKey) -> Result<
         url,
         method: conf.callback_method,
     });
-    if conf.record {
-        warn!("record=\"true\": conference recording is not available in this build; the room runs unrecorded");
-    }
     ctx.clear_member_commands();
     let member_id = ctx.shared.rooms.next_member_id();
     let member = Member {
@@ -288,6 +285,20 @@ async fn run_inner(ctx: &mut CallCtx, conf: Conference, key: RoomKey) -> Result<
     let order_key = conf_uuid.clone();
     info!(member_id, conference_uuid = %conf_uuid, first = joined.first, "joined conference");
 
+    // record="true": the room is recorded from this member's join (one XML recording per
+    // room instance; its `record` callback goes to this member's callbackUrl).
+    let recording = if conf.record {
+        crate::recording::ensure_conference_recording(
+            ctx,
+            &key,
+            joined.id,
+            crate::recording::format_of(conf.record_file_format),
+            callback.as_ref(),
+            &conf_uuid,
+        )
+    } else {
+        None
+    };
     // Into the room's thread and room; then the member's flags.
     ctx.move_to(joined.thread, joined.id).await?;
     let mut waiting = !joined.started;
@@ -524,13 +535,16 @@ async fn run_inner(ctx: &mut CallCtx, conf: Conference, key: RoomKey) -> Result<
     }
     info!(member_id, "left conference");
     result?;
-    Ok(Input::ConferenceLeft {
-        params: vec![
-            ("ConferenceName".into(), conf.room.clone()),
-            ("ConferenceUUID".into(), conf_uuid.clone()),
-            ("ConferenceMemberID".into(), member_id.to_string()),
-        ],
-    })
+    let mut params: Params = vec![
+        ("ConferenceName".into(), conf.room.clone()),
+        ("ConferenceUUID".into(), conf_uuid.clone()),
+        ("ConferenceMemberID".into(), member_id.to_string()),
+    ];
+    if let Some(r) = recording {
+        params.push(("RecordUrl".into(), r.url));
+        params.push(("RecordingID".into(), r.id));
+    }
+    Ok(Input::ConferenceLeft { params })
 }
 
 fn self_member(ctx: &CallCtx, member_id: u64) -> Member {

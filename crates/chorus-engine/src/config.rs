@@ -98,6 +98,10 @@ pub struct EngineConfig {
     /// Engine-wide room capacity: `maxMembers` above it is clamped (API.md §15.4).
     pub max_members_cap: u32,
     pub recordings_dir: PathBuf,
+    /// Longest recording (REST `time_limit` and `maxLength` are capped by it).
+    pub max_recording: Option<Duration>,
+    /// How clients reach the HTTP API (`http://host:port`): recording URLs are built on it.
+    pub public_url: String,
     pub mixer: MixerConfig,
     /// How long shutdown waits for BYEs to be answered before giving up.
     pub hangup_timeout: Duration,
@@ -122,6 +126,8 @@ impl EngineConfig {
             stay_alone_default: true,
             max_members_cap: 200,
             recordings_dir: PathBuf::from("recordings"),
+            max_recording: Some(Duration::from_secs(4 * 3600)),
+            public_url: "http://127.0.0.1:8080".into(),
             mixer: MixerConfig::default(),
             hangup_timeout: Duration::from_secs(5),
             user_agent: format!("Chorus/{}", env!("CARGO_PKG_VERSION")),

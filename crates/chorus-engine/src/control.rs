@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chorus_api::{
     BoxFuture, ConferenceControl, ConferenceInfo, ControlError, MemberAction, MemberInfo,
-    MemberSelector, RecordRequest, RecordingStarted, Voice,
+    MemberSelector, RecordRequest, RecordingInfo, RecordingStarted, Voice,
 };
 use chorus_mixer::{MemberFlags, Playback};
 use tracing::{info, warn};
@@ -280,13 +280,40 @@ impl ConferenceControl for Control {
         &'a self,
         account: &'a str,
         name: &'a str,
-        _request: RecordRequest,
+        request: RecordRequest,
     ) -> BoxFuture<'a, Result<RecordingStarted, ControlError>> {
         Box::pin(async move {
-            self.room(account, name)?;
-            Err(ControlError::Unavailable(
-                "conference recording is not available in this engine yet".into(),
-            ))
+            let (key, _) = self.room(account, name)?;
+            let format: chorus_record::Format = request
+                .file_format
+                .parse()
+                .map_err(|e: chorus_record::RecordError| ControlError::Invalid(e.to_string()))?;
+            let mut extra = std::collections::BTreeMap::new();
+            extra.insert("callback_kind".to_owned(), "rest".to_owned());
+            let meta = chorus_record::Metadata {
+                account: account.to_owned(),
+                conference_name: Some(name.to_owned()),
+                call_uuid: None,
+                callback_url: request.callback_url.clone(),
+                callback_method: Some(request.callback_method.clone()),
+                extra,
+            };
+            let started = crate::recording::start_room(
+                &self.shared,
+                &key,
+                format,
+                request.time_limit.map(std::time::Duration::from_secs),
+                crate::recording::Origin::Rest,
+                meta,
+            )
+            .map_err(|reason| {
+                warn!(%reason, room = %name, "cannot start the recording");
+                ControlError::Internal(reason)
+            })?;
+            Ok(RecordingStarted {
+                recording_id: started.id,
+                url: started.url,
+            })
         })
     }
 
@@ -296,10 +323,110 @@ impl ConferenceControl for Control {
         name: &'a str,
     ) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(async move {
-            self.room(account, name)?;
-            Err(ControlError::Unavailable(
-                "conference recording is not available in this engine yet".into(),
-            ))
+            let (key, _) = self.room(account, name)?;
+            // Stopping a room that is not being recorded succeeds, like stop play.
+            crate::recording::stop_room(&self.shared, &key);
+            Ok(())
         })
+    }
+
+    fn recordings(&self, account: &str) -> Vec<RecordingInfo> {
+        let mut all: Vec<RecordingInfo> = self
+            .shared
+            .recordings
+            .in_progress(account)
+            .into_iter()
+            .map(|(id, room, url)| RecordingInfo {
+                recording_id: id,
+                conference_name: Some(room),
+                call_uuid: None,
+                format: url.rsplit('.').next().unwrap_or("mp3").to_owned(),
+                duration_ms: 0,
+                start_ms: 0,
+                end_ms: 0,
+                url,
+                status: "in-progress".into(),
+                recovered: false,
+                path: None,
+            })
+            .collect();
+        if let Ok(dir) = self.shared.recordings.dir(account) {
+            if let Ok(done) = chorus_record::list(&dir) {
+                all.extend(
+                    done.into_iter()
+                        .filter(|i| !self.shared.recordings.is_active(&i.result.id))
+                        .map(|i| self.info(account, i)),
+                );
+            }
+        }
+        all
+    }
+
+    fn recording(&self, account: &str, id: &str) -> Option<RecordingInfo> {
+        if chorus_record::validate_id(id).is_err() {
+            return None;
+        }
+        if let Some(r) = self
+            .recordings(account)
+            .into_iter()
+            .find(|r| r.recording_id == id && r.status == "in-progress")
+        {
+            return Some(r);
+        }
+        let dir = self.shared.recordings.dir(account).ok()?;
+        let info = chorus_record::get(&dir, id).ok().flatten()?;
+        Some(self.info(account, info))
+    }
+
+    fn delete_recording<'a>(
+        &'a self,
+        account: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            if chorus_record::validate_id(id).is_err() {
+                return Err(ControlError::RecordingNotFound);
+            }
+            if self.shared.recordings.is_active(id) {
+                return Err(ControlError::Invalid(
+                    "the recording is in progress; stop it first".into(),
+                ));
+            }
+            let dir = self
+                .shared
+                .recordings
+                .dir(account)
+                .map_err(ControlError::Internal)?;
+            match chorus_record::delete(&dir, id) {
+                Ok(true) => {
+                    info!(recording_id = %id, "recording deleted");
+                    Ok(())
+                }
+                Ok(false) => Err(ControlError::RecordingNotFound),
+                Err(e) => Err(ControlError::Internal(e.to_string())),
+            }
+        })
+    }
+}
+
+impl Control {
+    fn info(&self, account: &str, i: chorus_record::RecordingInfo) -> RecordingInfo {
+        let r = i.result;
+        RecordingInfo {
+            url: self.shared.recordings.url(account, &r.id, r.format),
+            recording_id: r.id,
+            conference_name: i.meta.conference_name,
+            call_uuid: i.meta.call_uuid,
+            format: r.format.extension().to_owned(),
+            duration_ms: r.duration_ms,
+            start_ms: r.start_ms,
+            end_ms: r.end_ms,
+            status: match r.status {
+                chorus_record::Status::Completed => "completed".into(),
+                chorus_record::Status::Failed(_) => "failed".into(),
+            },
+            recovered: r.recovered,
+            path: r.path.is_file().then_some(r.path),
+        }
     }
 }

@@ -157,6 +157,8 @@ pub(crate) struct CallCtx {
     /// Member commands that arrived while a conference was busy fetching or moving; handed
     /// out again by the next [`CallCtx::pump`].
     deferred: VecDeque<MemberCommand>,
+    /// `<Record recordSession="true">` recordings, stopped when the call ends.
+    pub session_recordings: Vec<Arc<chorus_record::Recording>>,
 }
 
 pub(crate) async fn run(setup: Setup) {
@@ -191,6 +193,7 @@ pub(crate) async fn run(setup: Setup) {
         gone: false,
         pending_digits: VecDeque::new(),
         deferred: VecDeque::new(),
+        session_recordings: Vec::new(),
     };
     let mut interp = Interpreter::new(
         setup.answer,
@@ -283,6 +286,10 @@ impl CallCtx {
                 Ok(Some(Input::Done))
             }
             Step::Conference(conf) => crate::conference::run(self, conf).await.map(Some),
+            Step::Record(record) => {
+                let params = crate::recording::record_call(self, record).await?;
+                Ok(Some(Input::Recorded { params }))
+            }
             Step::GetDigits {
                 spec,
                 attempt,
@@ -512,6 +519,11 @@ impl CallCtx {
                 _ => {}
             }
         }
+    }
+
+    /// Plays `samples` once to this caller and waits for the end.
+    pub async fn play_and_wait(&mut self, samples: &[i16]) -> Result<(), Gone> {
+        self.play_samples(samples, 1, false).await.map(|_| ())
     }
 
     async fn sleep(&mut self, length: Duration) -> Result<(), Gone> {
@@ -855,6 +867,9 @@ impl CallCtx {
                 }
             })
             .await;
+        }
+        for recording in self.session_recordings.drain(..) {
+            recording.stop();
         }
         self.shared.legs.remove(&self.leg.0);
         if let Err(error) = self.shared.mixer.remove_leg(self.thread, self.leg) {

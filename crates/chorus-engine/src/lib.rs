@@ -27,6 +27,7 @@ mod flow;
 mod metrics;
 mod ports;
 pub mod prompts;
+mod recording;
 mod rooms;
 mod sip_driver;
 pub mod webhooks;
@@ -64,6 +65,7 @@ pub(crate) struct Shared {
     refusing: AtomicBool,
     prompts: prompts::Prompts,
     webhooks: webhooks::Webhooks,
+    recordings: recording::Recordings,
     /// Where each leg's media events go (its call task), for legs whose flow wants them.
     legs: Arc<DashMap<u64, mpsc::UnboundedSender<LegEvent>>>,
 }
@@ -222,6 +224,11 @@ impl Engine {
                 ..webhooks::WebhookConfig::default()
             }),
             legs,
+            recordings: recording::Recordings::new(
+                config.recordings_dir.clone(),
+                config.public_url.clone(),
+                config.max_recording,
+            ),
             config,
         });
         let (hang_up_calls, calls_stop) = watch::channel(false);
@@ -239,6 +246,8 @@ impl Engine {
         };
         let driver = tokio::spawn(driver.run(tcp));
         info!(sip = %sip_addr, rtp = ?shared.config.rtp_ports, threads = shared.mixer.threads(), "engine started");
+        // Recordings a crash interrupted: made whole, and their callbacks sent (flagged).
+        recording::recover_all(&shared);
         Ok(Self {
             shared,
             sip_addr,

@@ -96,6 +96,8 @@ pub enum Step {
     /// Run the conference until the member leaves; report [`Input::ConferenceLeft`]. If the
     /// call itself ends meanwhile, stop driving the interpreter (API.md §7.2 step 7).
     Conference(Conference),
+    /// Record the caller (`<Record>`), then report [`Input::Recorded`].
+    Record(Record),
     /// Play the prompts and collect digits (attempt `attempt` of `retries`); report
     /// [`Input::Digits`]. `invalid_sound` is played first when the previous attempt had an
     /// invalid digit.
@@ -123,6 +125,10 @@ pub enum Input {
     ConferenceRefused,
     /// Digit collection finished.
     Digits(DigitsOutcome),
+    /// `<Record>` finished; `params` are its `action` parameters (`RecordUrl`, `RecordingID`,
+    /// `RecordingDuration`, … `Digits`). `None` when the recording could not be made: the call
+    /// ends (the engine has logged why).
+    Recorded { params: Option<Params> },
 }
 
 /// Why a document could not be had.
@@ -237,6 +243,10 @@ enum Pending {
         spec: Box<GetDigits>,
         attempt: u32,
     },
+    Record {
+        action: Option<Target>,
+        redirect: bool,
+    },
     Ended,
 }
 
@@ -317,6 +327,15 @@ impl Interpreter {
                 self.after_action(action, redirect, params)
             }
             (Pending::Conference { .. }, Input::ConferenceRefused) => self.next(),
+            (
+                Pending::Record { action, redirect },
+                Input::Recorded {
+                    params: Some(params),
+                },
+            ) => self.after_action(action, redirect, params),
+            (Pending::Record { .. }, Input::Recorded { params: None }) => self.end(
+                EndCause::Unsupported("the recording could not be made".into()),
+            ),
             (Pending::GetDigits { spec, attempt }, Input::Digits(outcome)) => {
                 self.after_digits(*spec, attempt, outcome)
             }
@@ -476,9 +495,16 @@ impl Interpreter {
                 }
                 self.get_digits(g, 1, None)
             }
-            Element::Record(_) => self.end(EndCause::Unsupported(
-                "<Record> needs call recording, which this engine does not provide yet".into(),
-            )),
+            Element::Record(r) => {
+                self.pending = Pending::Record {
+                    action: r.action.clone().map(|url| Target {
+                        url,
+                        method: r.method,
+                    }),
+                    redirect: r.redirect,
+                };
+                Step::Record(r)
+            }
             Element::Dial(_) => self.end(EndCause::Unsupported(
                 "<Dial> (outbound legs) is not supported by this engine".into(),
             )),

@@ -299,7 +299,6 @@ fn get_input_reports_input_type() {
 #[test]
 fn unsupported_verbs_fail_the_call_clearly() {
     for xml in [
-        "<Response><Record/></Response>",
         "<Response><Dial><Number>123</Number></Dial></Response>",
         "<Response><GetInput action=\"http://a/b\" inputType=\"speech\"/></Response>",
     ] {
@@ -314,6 +313,29 @@ fn unsupported_verbs_fail_the_call_clearly() {
             "{xml}: {step:?}"
         );
     }
+}
+
+#[test]
+fn record_reports_to_its_action() {
+    let mut i = inbound();
+    i.start();
+    fetched(
+        &mut i,
+        "<Response><Record action=\"http://app/rec\" maxLength=\"5\"/><Speak>after</Speak></Response>",
+    );
+    let step = i.resume(Input::Done);
+    assert!(
+        matches!(step, Step::Record(ref r) if r.max_length == 5),
+        "{step:?}"
+    );
+    let params = vec![("RecordingID".to_string(), "r1".to_string())];
+    let step = i.resume(Input::Recorded {
+        params: Some(params.clone()),
+    });
+    assert!(
+        matches!(step, Step::Fetch { kind: FetchKind::Action, params: ref p, .. } if *p == params),
+        "{step:?}"
+    );
 }
 
 #[test]

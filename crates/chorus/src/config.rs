@@ -43,6 +43,8 @@ pub struct SipSection {
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     pub listen: Option<SocketAddr>,
+    /// How clients reach the API (recording URLs are built on it); default `http://LISTEN`.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +82,8 @@ pub struct CallsSection {
 #[serde(deny_unknown_fields)]
 pub struct RecordingsSection {
     pub dir: Option<PathBuf>,
+    /// Longest recording in seconds (0 = no limit; default 14400).
+    pub max_duration_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +261,13 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
         .recordings_dir
         .or(file.recordings.dir)
         .unwrap_or_else(|| PathBuf::from("recordings"));
+    if let Some(secs) = file.recordings.max_duration_s {
+        engine.max_recording = (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    engine.public_url = match file.http.public_url {
+        Some(u) => checked_url(Some(u), "http.public_url")?.unwrap_or_default(),
+        None => format!("http://{http_listen}"),
+    };
     if let Some(threads) = overrides.media_threads.or(file.media.threads) {
         engine.mixer.threads = threads;
     }
