@@ -327,8 +327,17 @@ impl Engine {
                     .collect(),
             ),
         };
+        // Recordings go to the engine's temp dir unless the configuration says where.
+        let recordings_args: Vec<String> = match &options.config_toml {
+            Some(toml) if toml.contains("[recordings]") => Vec::new(),
+            _ => vec![
+                "--recordings-dir".into(),
+                dir.path().join("recordings").display().to_string(),
+            ],
+        };
         let child = Command::new(&bin)
             .args(&config_args)
+            .args(&recordings_args)
             .arg("--sip-listen")
             .arg(sip.to_string())
             .arg("--http-listen")
