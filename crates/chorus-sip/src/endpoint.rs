@@ -14,6 +14,7 @@ use crate::info::{self, InfoBody};
 use crate::message::{
     self, param, parse_cseq, parse_sip_uri, uri_scheme, Message, Method, NameAddr, StartLine, Via,
 };
+use crate::reason::Reason;
 use crate::timers::TimerTable;
 use crate::transport::{parse_decimal, Peer, Transmit, Transport};
 
@@ -361,6 +362,8 @@ pub struct Endpoint {
     dialogs: HashMap<DialogKey, CallHandle>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// While draining: new calls and OPTIONS get 503 with this Retry-After (seconds).
+    unavailable: Option<u32>,
 }
 
 impl Endpoint {
@@ -377,7 +380,23 @@ impl Endpoint {
             dialogs: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            unavailable: None,
         }
+    }
+
+    /// Marks the server unavailable (draining, RFC 3261 §21.5.4): from now on a new
+    /// (out-of-dialog) INVITE or OPTIONS is answered `503 Service Unavailable` with
+    /// `Retry-After: retry_after` seconds and never reaches the application, and a 503 the
+    /// application gives with [`Endpoint::reject`] carries it too. Requests inside existing
+    /// dialogs (BYE, re-INVITE, INFO, in-dialog OPTIONS) are served as before. `None` makes
+    /// the server available again.
+    pub fn set_unavailable(&mut self, retry_after: Option<u32>) {
+        self.unavailable = retry_after;
+    }
+
+    /// The Retry-After of [`Endpoint::set_unavailable`], while unavailable.
+    pub fn unavailable(&self) -> Option<u32> {
+        self.unavailable
     }
 
     /// One UDP datagram, or one complete message from a [`crate::StreamFramer`].
@@ -497,7 +516,11 @@ impl Endpoint {
             });
         }
         let key = c.invite_tx.clone();
-        self.send_final_on_tx(now, &key, status, &[], None);
+        let retry: Vec<(&str, String)> = match self.unavailable {
+            Some(secs) if status == 503 => vec![("Retry-After", secs.to_string())],
+            _ => Vec::new(),
+        };
+        self.send_final_on_tx(now, &key, status, &retry, None);
         self.end_call(call, EndReason::Rejected(status));
         Ok(())
     }
@@ -567,11 +590,32 @@ impl Endpoint {
     /// - otherwise the Contact's address if it is an IP literal, else the
     ///   INVITE's source address (we do no DNS).
     pub fn hangup(&mut self, now: Instant, call: CallHandle) -> Result<(), Error> {
+        self.hangup_inner(now, call, None)
+    }
+
+    /// [`Endpoint::hangup`] whose BYE carries a `Reason` header (RFC 3326), e.g. the server
+    /// is shutting down or the media stopped. An offered call is rejected with 480 as by
+    /// `hangup` (a response has no Reason).
+    pub fn hangup_with_reason(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        reason: &Reason,
+    ) -> Result<(), Error> {
+        self.hangup_inner(now, call, Some(reason))
+    }
+
+    fn hangup_inner(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        reason: Option<&Reason>,
+    ) -> Result<(), Error> {
         let c = self.calls.get(&call).ok_or(Error::UnknownCall(call))?;
         match c.state {
             CallState::Offered => self.reject(now, call, 480),
             CallState::Answered | CallState::Confirmed => {
-                self.send_bye(now, call, true);
+                self.send_bye(now, call, true, reason);
                 Ok(())
             }
             CallState::Terminating => Err(Error::InvalidState {
@@ -696,6 +740,15 @@ impl Endpoint {
             }
         };
         let in_dialog = req.to.tag().is_some();
+        if let Some(secs) = self.unavailable {
+            if !in_dialog && matches!(req.method, Method::Invite | Method::Options) {
+                // RFC 3261 §21.5.4: we are going away; another server may take it.
+                let invite = req.method == Method::Invite;
+                let r = Refusal::new(503).with("Retry-After", secs.to_string());
+                self.respond_new_tx(now, key, invite, ctx, dest, r, None);
+                return;
+            }
+        }
         match &req.method {
             Method::Ack => self.on_ack(now, &key, req),
             Method::Cancel => self.on_cancel(now, key, ctx, dest),
@@ -1135,7 +1188,7 @@ impl Endpoint {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.pending_2xx = None;
                 }
-                self.send_bye(now, call, false);
+                self.send_bye(now, call, false, None);
                 self.end_call(call, EndReason::AckTimeout);
             }
             TimerKind::ClientRetransmit(branch) => {
@@ -1487,7 +1540,7 @@ impl Endpoint {
 
     /// Sends BYE in the dialog (RFC 3261 §15.1.1). With `report`, the call stays
     /// until the BYE transaction finishes and then emits `CallEnded`.
-    fn send_bye(&mut self, now: Instant, call: CallHandle, report: bool) {
+    fn send_bye(&mut self, now: Instant, call: CallHandle, report: bool, reason: Option<&Reason>) {
         // A re-INVITE we never answered must still get a final response (§15.1.2).
         if let Some(re) = self.calls.get_mut(&call).and_then(|c| c.reinvite.take()) {
             self.send_final_on_tx(now, &re.tx, 487, &[], None);
@@ -1533,6 +1586,9 @@ impl Endpoint {
         );
         for r in &routes {
             let _ = write!(out, "Route: {r}\r\n");
+        }
+        if let Some(reason) = reason {
+            let _ = write!(out, "Reason: {reason}\r\n");
         }
         let _ = write!(
             out,

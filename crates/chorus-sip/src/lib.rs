@@ -60,6 +60,7 @@ pub mod endpoint;
 pub mod error;
 mod info;
 mod message;
+pub mod reason;
 pub mod sdp_offer_answer;
 mod timers;
 pub mod transport;
@@ -69,6 +70,7 @@ pub use endpoint::{
 };
 pub use error::{Error, ParseError, SdpError};
 pub use message::normalize;
+pub use reason::{Reason, ReasonProtocol};
 pub use sdp_offer_answer::{
     build_answer, build_offer, negotiate, parse_sdp, Codec, Direction, LocalMedia, Negotiated,
     OpusParams, RemoteMedia, OFFER_OPUS_PT,
