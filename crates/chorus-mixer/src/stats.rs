@@ -31,6 +31,30 @@ pub struct ThreadStats {
     /// Packets sent from a cached silence payload instead of an encode.
     pub(crate) silence_sends: AtomicU64,
     pub(crate) codec_errors: AtomicU64,
+    /// RTP packets lost on the way in (sequence numbers never received, RFC 3550 §6.4.1),
+    /// sampled once a second from every leg's jitter buffer.
+    pub(crate) packets_lost: AtomicU64,
+    /// Legs' interarrival jitter (RFC 3550 §6.4.1), one sample per receiving leg per second:
+    /// bucket counts for [`JITTER_BOUNDS_US`] and above, and their sum.
+    pub(crate) jitter_buckets: [AtomicU64; JITTER_BUCKETS],
+    pub(crate) jitter_us_total: AtomicU64,
+    /// How long each tick slot's work took: bucket counts for [`TICK_BOUNDS_US`] and above
+    /// (their sum is `busy_us_total`).
+    pub(crate) tick_buckets: [AtomicU64; TICK_BUCKETS],
+}
+
+/// Upper bounds (µs) of the jitter histogram's buckets; the last bucket is everything above.
+pub const JITTER_BOUNDS_US: [u64; 6] = [1_000, 2_000, 5_000, 10_000, 20_000, 50_000];
+const JITTER_BUCKETS: usize = JITTER_BOUNDS_US.len() + 1;
+/// Upper bounds (µs) of the tick-duration histogram's buckets; the last is everything above.
+pub const TICK_BOUNDS_US: [u64; 7] = [100, 250, 500, 1_000, 2_000, 5_000, 10_000];
+const TICK_BUCKETS: usize = TICK_BOUNDS_US.len() + 1;
+
+fn bucket(bounds: &[u64], value: u64) -> usize {
+    bounds
+        .iter()
+        .position(|&b| value <= b)
+        .unwrap_or(bounds.len())
 }
 
 /// A copy of [`ThreadStats`] at one instant.
@@ -55,6 +79,12 @@ pub struct ThreadStatsSnapshot {
     pub forks: u64,
     pub silence_sends: u64,
     pub codec_errors: u64,
+    pub packets_lost: u64,
+    /// Per-bucket (not cumulative) counts for [`JITTER_BOUNDS_US`] and above.
+    pub jitter_buckets: [u64; JITTER_BUCKETS],
+    pub jitter_us_total: u64,
+    /// Per-bucket (not cumulative) counts for [`TICK_BOUNDS_US`] and above.
+    pub tick_buckets: [u64; TICK_BUCKETS],
 }
 
 impl ThreadStats {
@@ -73,6 +103,16 @@ impl ThreadStats {
             _ => 4,
         };
         self.late_buckets[bucket].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_tick_duration(&self, busy_us: u64) {
+        self.busy_us_total.fetch_add(busy_us, Relaxed);
+        self.tick_buckets[bucket(&TICK_BOUNDS_US, busy_us)].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_jitter(&self, jitter_us: u64) {
+        self.jitter_us_total.fetch_add(jitter_us, Relaxed);
+        self.jitter_buckets[bucket(&JITTER_BOUNDS_US, jitter_us)].fetch_add(1, Relaxed);
     }
 
     pub fn snapshot(&self) -> ThreadStatsSnapshot {
@@ -96,6 +136,10 @@ impl ThreadStats {
             forks: self.forks.load(Relaxed),
             silence_sends: self.silence_sends.load(Relaxed),
             codec_errors: self.codec_errors.load(Relaxed),
+            packets_lost: self.packets_lost.load(Relaxed),
+            jitter_buckets: std::array::from_fn(|i| self.jitter_buckets[i].load(Relaxed)),
+            jitter_us_total: self.jitter_us_total.load(Relaxed),
+            tick_buckets: std::array::from_fn(|i| self.tick_buckets[i].load(Relaxed)),
         }
     }
 }

@@ -21,6 +21,16 @@ const RECV_BUDGET: usize = 32;
 /// After a stall longer than this many periods, jump to the next deadline instead of
 /// running the missed ticks back to back (which would burst packets at every peer).
 const MAX_CATCH_UP: u32 = 5;
+/// Periods between two samplings of the legs' loss and jitter (one second).
+const SAMPLE_EVERY: u64 = 50;
+
+/// What the last sampling saw of the leg in the same slot of `legs`.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    lost: u64,
+    /// Packets the jitter buffer took (received or injected).
+    stored: u64,
+}
 
 pub(crate) struct MediaThread {
     index: usize,
@@ -32,6 +42,8 @@ pub(crate) struct MediaThread {
     stats: Arc<[ThreadStats]>,
     stop: Arc<AtomicBool>,
     legs: Vec<Option<Box<Leg>>>,
+    /// Parallel to `legs`: counters already reported, so each sampling adds only what is new.
+    seen: Vec<Seen>,
     /// Where each leg sits in `legs`: commands and injected packets find it in O(1).
     by_id: HashMap<LegId, usize>,
     rooms: Vec<Room>,
@@ -66,6 +78,7 @@ impl MediaThread {
             stats,
             stop,
             legs: Vec::with_capacity(config.legs_per_thread_hint),
+            seen: Vec::with_capacity(config.legs_per_thread_hint),
             by_id: HashMap::with_capacity(config.legs_per_thread_hint),
             rooms: Vec::with_capacity(config.legs_per_thread_hint / 2 + 1),
             pending_taps: Vec::new(),
@@ -103,12 +116,13 @@ impl MediaThread {
             let done = Instant::now();
             let stats = &self.stats[self.index];
             if slot == 0 {
-                stats.ticks.fetch_add(1, Ordering::Relaxed);
+                let ticks = stats.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+                if ticks.is_multiple_of(SAMPLE_EVERY) {
+                    self.sample_legs();
+                }
             }
-            stats.busy_us_total.fetch_add(
-                done.duration_since(woke).as_micros() as u64,
-                Ordering::Relaxed,
-            );
+            let stats = &self.stats[self.index];
+            stats.record_tick_duration(done.duration_since(woke).as_micros() as u64);
             // An overrun is a room tick that ends after the same slot's next deadline: its
             // rooms' next period then starts late. Ending after the *following slot's*
             // deadline (a quarter period) only delays other rooms, and shows in the lateness
@@ -332,6 +346,11 @@ impl MediaThread {
             }
         };
         self.by_id.insert(id, slot);
+        if self.seen.len() < self.legs.len() {
+            self.seen.resize(self.legs.len(), Seen::default());
+        }
+        // What the leg counted before it came here (another thread) was reported there.
+        self.seen[slot] = self.legs[slot].as_deref().map_or(Seen::default(), seen_of);
         let index = match self.rooms.iter().position(|r| r.id == room_id) {
             Some(i) => i,
             None => {
@@ -384,6 +403,7 @@ impl MediaThread {
     /// its taps go back to the control side, whose dropping them ends their recordings).
     fn take_leg(&mut self, id: LegId) -> Option<Box<Leg>> {
         let slot = self.by_id.remove(&id)?;
+        self.sample_leg(slot);
         let leg = self.legs[slot].take()?;
         if let Some(r) = self.rooms.iter().position(|r| r.id == leg.room) {
             let _ = self.rooms[r].remove(slot, &mut self.legs, &self.config);
@@ -396,6 +416,32 @@ impl MediaThread {
         }
         self.publish_counts();
         Some(leg)
+    }
+
+    /// Once a second: the packets each leg lost since the last sampling, and its current
+    /// interarrival jitter (legs that received nothing since then have none to report).
+    fn sample_legs(&mut self) {
+        for slot in 0..self.legs.len() {
+            self.sample_leg(slot);
+        }
+    }
+
+    fn sample_leg(&mut self, slot: usize) {
+        let (Some(leg), Some(seen)) = (self.legs[slot].as_deref(), self.seen.get_mut(slot)) else {
+            return;
+        };
+        let now = seen_of(leg);
+        let stats = &self.stats[self.index];
+        // A new codec brings a new jitter buffer whose count starts again from zero.
+        let lost = now.lost.checked_sub(seen.lost).unwrap_or(now.lost);
+        if lost > 0 {
+            stats.packets_lost.fetch_add(lost, Ordering::Relaxed);
+        }
+        if now.stored != seen.stored {
+            let rate = u64::from(leg.codec.encoding.rate().max(1));
+            stats.record_jitter(u64::from(leg.jitter.jitter()) * 1_000_000 / rate);
+        }
+        *seen = now;
     }
 
     fn publish_counts(&self) {
@@ -488,7 +534,10 @@ impl MediaThread {
         for slot in 0..self.config.tick_slots.max(1) {
             self.tick_slot(slot, now);
         }
-        self.stats().ticks.fetch_add(1, Ordering::Relaxed);
+        let ticks = self.stats().ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        if ticks.is_multiple_of(SAMPLE_EVERY) {
+            self.sample_legs();
+        }
     }
 
     /// Hands a packet straight to a leg, as if it had arrived on its socket.
@@ -503,6 +552,14 @@ impl MediaThread {
                 });
             }
         }
+    }
+}
+
+fn seen_of(leg: &Leg) -> Seen {
+    let jitter = leg.jitter.stats();
+    Seen {
+        lost: jitter.lost,
+        stored: jitter.stored,
     }
 }
 

@@ -1,0 +1,87 @@
+//! The thread counters behind `chorus_rtp_packets_lost_total`, `chorus_rtp_jitter_seconds`
+//! and `chorus_media_tick_duration_seconds`: sampled once a second from the legs' jitter
+//! buffers, on a manually driven media thread.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chorus_mixer::{Codec, LegId, LegSpec, ManualThread, MixerConfig, RoomId};
+use common::Source;
+
+fn room(legs: u64) -> ManualThread {
+    let mut thread = ManualThread::new(MixerConfig::default());
+    let handle = thread.handle();
+    for i in 0..legs {
+        handle
+            .add_leg(0, RoomId(1), LegSpec::detached(LegId(i), Codec::PCMU))
+            .unwrap();
+    }
+    thread.apply_commands();
+    thread
+}
+
+#[test]
+fn lost_packets_and_jitter_are_counted_once_a_second() {
+    let mut thread = room(2);
+    let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut sources = [Source::pcmu(Some(440.0), 8000.0), Source::pcmu(None, 0.0)];
+    let start = Instant::now();
+    // 4 seconds; leg 0 loses every tenth packet and its packets arrive 0–8 ms late.
+    for t in 0..200u32 {
+        let now = start + Duration::from_millis(20 * u64::from(t));
+        for (i, source) in sources.iter_mut().enumerate() {
+            let datagram = source.next_datagram();
+            if i == 0 && t % 10 == 5 {
+                continue;
+            }
+            let late = if i == 0 {
+                Duration::from_millis(u64::from(t * 7 % 9))
+            } else {
+                Duration::ZERO
+            };
+            assert!(thread.inject(LegId(i as u64), &datagram, peer, now + late));
+        }
+        thread.tick(now);
+    }
+    let stats = thread.stats();
+    // 20 dropped; the last one or two may not have been noticed by the last sampling.
+    assert!(
+        (17..=20).contains(&stats.packets_lost),
+        "lost {}",
+        stats.packets_lost
+    );
+    let samples: u64 = stats.jitter_buckets.iter().sum();
+    assert_eq!(samples, 2 * 4, "one sample per receiving leg per second");
+    assert!(
+        stats.jitter_us_total > 1_000,
+        "leg 0 has jitter: {} µs in all",
+        stats.jitter_us_total
+    );
+    let ticks: u64 = stats.tick_buckets.iter().sum();
+    assert_eq!(ticks, 0, "manual ticks are not timed");
+}
+
+#[test]
+fn a_leg_leaving_reports_its_last_losses() {
+    let mut thread = room(1);
+    let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut source = Source::pcmu(Some(440.0), 8000.0);
+    let start = Instant::now();
+    // 30 periods (no sampling yet), losing 3 packets.
+    for t in 0..30u64 {
+        let now = start + Duration::from_millis(20 * t);
+        let datagram = source.next_datagram();
+        if t % 10 != 5 {
+            assert!(thread.inject(LegId(0), &datagram, peer, now));
+        }
+        thread.tick(now);
+    }
+    assert_eq!(thread.stats().packets_lost, 0, "not sampled yet");
+    thread.handle().remove_leg(0, LegId(0)).unwrap();
+    thread.apply_commands();
+    assert_eq!(thread.stats().packets_lost, 3);
+}
