@@ -53,6 +53,19 @@ pub struct ReceivedRequest {
     pub text: String,
 }
 
+/// A response the engine sent us (provisional, final and retransmissions alike).
+#[derive(Clone, Debug)]
+pub struct ReceivedResponse {
+    pub at: Instant,
+    pub status: u16,
+    /// The method of its CSeq (`INVITE`, `BYE` …).
+    pub cseq_method: String,
+    pub call_id: String,
+    /// The body is SDP (`Content-Type: application/sdp`, non-empty).
+    pub has_sdp: bool,
+    pub response: rsip::Response,
+}
+
 enum Conn {
     Udp {
         socket: UdpSocket,
@@ -87,6 +100,8 @@ struct Shared {
     /// ACKs already sent, by Call-ID, resent if the engine retransmits its 2xx (RFC 3261
     /// §13.2.2.4).
     acks: Mutex<HashMap<String, Vec<u8>>>,
+    /// Every response received, in order of arrival.
+    response_log: Mutex<Vec<ReceivedResponse>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +129,7 @@ impl Ua {
             requests: Mutex::new(Vec::new()),
             unparseable: Mutex::new(Vec::new()),
             acks: Mutex::new(HashMap::new()),
+            response_log: Mutex::new(Vec::new()),
         });
         let (conn, local, reader) = match transport {
             Transport::Udp => {
@@ -164,6 +180,12 @@ impl Ua {
     /// Requests the engine has sent to this UA so far.
     pub fn requests_received(&self) -> Vec<ReceivedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// Responses the engine has sent to this UA so far, provisional ones included (the
+    /// client transactions only hand out the final ones), in order of arrival.
+    pub fn responses_received(&self) -> Vec<ReceivedResponse> {
+        lock(&self.shared.response_log).clone()
     }
 
     pub fn unparseable_messages(&self) -> Vec<String> {
@@ -245,6 +267,18 @@ impl Ua {
         branch: &str,
         timeout: Duration,
     ) -> anyhow::Result<rsip::Response> {
+        self.transact_with(request, branch, timeout, &mut |_| {})
+    }
+
+    /// [`Ua::transact`], handing every provisional response of the transaction to
+    /// `on_provisional` as it arrives (e.g. to start early media on a 183 with SDP).
+    pub fn transact_with(
+        &self,
+        request: &str,
+        branch: &str,
+        timeout: Duration,
+        on_provisional: &mut dyn FnMut(&rsip::Response),
+    ) -> anyhow::Result<rsip::Response> {
         let is_invite = request.starts_with("INVITE ");
         self.conn
             .send(request.as_bytes())
@@ -277,6 +311,7 @@ impl Ua {
                     }
                     if response.status_code.code() < 200 {
                         provisional = true;
+                        on_provisional(&response);
                         continue;
                     }
                     return Ok(response);
@@ -451,6 +486,19 @@ fn handle_message(
     };
     match message {
         rsip::SipMessage::Response(response) => {
+            let has_sdp = !response.body.is_empty()
+                && header(&response.headers, "Content-Type")
+                    .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp"));
+            lock(&shared.response_log).push(ReceivedResponse {
+                at: Instant::now(),
+                status: response.status_code.code(),
+                cseq_method: header(&response.headers, "CSeq")
+                    .and_then(|c| c.split_whitespace().nth(1).map(str::to_owned))
+                    .unwrap_or_default(),
+                call_id: header(&response.headers, "Call-ID").unwrap_or_default(),
+                has_sdp,
+                response: response.clone(),
+            });
             let is_invite_2xx = (200..300).contains(&response.status_code.code())
                 && header(&response.headers, "CSeq").is_some_and(|c| c.ends_with("INVITE"));
             if is_invite_2xx {
@@ -604,6 +652,14 @@ impl CallOptions {
     }
 }
 
+/// A call attempt that got a final non-2xx answer (already ACKed), with its UA and media
+/// kept (see [`Call::dial_keep`]); our media no longer sends.
+pub struct Refused {
+    pub response: rsip::Response,
+    pub ua: Ua,
+    pub media: Media,
+}
+
 /// An established call: the SIP dialog (client side) and its media.
 pub struct Call {
     pub ua: Ua,
@@ -639,6 +695,18 @@ impl Call {
         server: SocketAddr,
         options: CallOptions,
     ) -> anyhow::Result<Result<Call, rsip::Response>> {
+        Ok(Self::dial_keep(server, options)?.map_err(|refused| refused.response))
+    }
+
+    /// [`Call::dial_with`], keeping the UA and the media of a refused call so the test can
+    /// look at what came before the final answer: provisional responses
+    /// ([`Ua::responses_received`]) and early media. A provisional response with SDP (183
+    /// Session Progress, RFC 3960) starts our media towards the address in it, as a phone
+    /// playing early media does.
+    pub fn dial_keep(
+        server: SocketAddr,
+        options: CallOptions,
+    ) -> anyhow::Result<Result<Call, Refused>> {
         let ua = Ua::new(server, options.transport)?;
         let media = Media::start(options.source).context("start media")?;
         let call_id = format!("{:016x}@chorus-tests", rand::random::<u64>());
@@ -670,7 +738,18 @@ impl Call {
             &["Allow: INVITE, ACK, BYE, CANCEL, OPTIONS".to_string()],
             offer.as_deref().map(|o| ("application/sdp", o)),
         );
-        let response = ua.transact(&invite, &branch, TRANSACTION_TIMEOUT)?;
+        let mut early_media = |provisional: &rsip::Response| {
+            if late_offer || provisional.body.is_empty() {
+                return;
+            }
+            if let Ok(early) = AudioSdp::parse(&String::from_utf8_lossy(&provisional.body)) {
+                if let Some(codec) = media_codec(&early) {
+                    media.set_codec(codec);
+                }
+                media.set_dest(options.send_rtp_to.unwrap_or(early.rtp_addr()));
+            }
+        };
+        let response = ua.transact_with(&invite, &branch, TRANSACTION_TIMEOUT, &mut early_media)?;
         let to = header(&response.headers, "To").ok_or_else(|| anyhow!("no To in {response}"))?;
         let code = response.status_code.code();
         if code >= 300 {
@@ -687,7 +766,12 @@ impl Call {
                 None,
             );
             ua.send_raw(ack.as_bytes())?;
-            return Ok(Err(response));
+            media.set_sending(false);
+            return Ok(Err(Refused {
+                response,
+                ua,
+                media,
+            }));
         }
         let remote_sdp = AudioSdp::parse(&String::from_utf8_lossy(&response.body))
             .map_err(|e| anyhow!("200 OK to INVITE without usable SDP: {e}"))?;
