@@ -743,11 +743,8 @@ fn redirect_with_get_fetches_the_next_document_with_its_method_and_event() {
             "after"
         }
     );
-    assert_eq!(
-        status == "in-progress",
-        answered_at < next.at,
-        "CallStatus on the Redirect fetch tells whether the call was answered"
-    );
+    // The engine sends the 200 before it fetches, but the two travel different sockets, so
+    // their arrival order here says nothing; CallStatus is what tells.
     assert_eq!(
         status, "in-progress",
         "API.md §9.1: <Redirect> is not a no-answer element, so an inbound call is answered \

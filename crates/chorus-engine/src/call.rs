@@ -186,6 +186,10 @@ async fn run(
     if let Some((url, method)) = answer_url {
         let thread = shared.mixer.pick_thread();
         let private = shared.rooms.private_room();
+        // Nothing is sent before the caller has our SDP (the 183 or the 200): a phone
+        // ringing would otherwise get our silence instead of its own ringback.
+        let mut spec = spec;
+        spec.flow.send = false;
         if let Err(error) = shared.mixer.add_leg(thread, private, spec) {
             warn!(%error, "media thread refused the leg");
             reject(SERVICE_UNAVAILABLE);

@@ -24,6 +24,10 @@ use crate::rooms::{JoinRefused, Joined, Member, MemberCommand, RoomKey};
 const BEEP_MS: usize = 300;
 const BEEP_GAP_MS: usize = 200;
 const BEEP_HZ: f64 = 700.0;
+/// Tone amplitudes in sample units (`Sine` takes the peak value): -10 dBFS for a beep, each
+/// DTMF component at -12 dBFS so the pair stays below full scale.
+const BEEP_AMPLITUDE: f64 = 0.3 * 32_767.0;
+const DTMF_AMPLITUDE: f64 = 0.25 * 32_767.0;
 /// How long a `waitSound` playlist item may repeat before the list starts over.
 const WAIT_LOOP_CAP: u32 = 1_000;
 
@@ -31,7 +35,7 @@ const WAIT_LOOP_CAP: u32 = 1_000;
 pub(crate) fn beep(rate: u32, count: usize) -> Vec<i16> {
     let per_ms = rate as usize / 1000;
     let mut out = Vec::with_capacity(count * (BEEP_MS + BEEP_GAP_MS) * per_ms);
-    let mut sine = Sine::new(BEEP_HZ, rate, 0.3);
+    let mut sine = Sine::new(BEEP_HZ, rate, BEEP_AMPLITUDE);
     for i in 0..count {
         if i > 0 {
             out.extend(std::iter::repeat_n(0i16, BEEP_GAP_MS * per_ms));
@@ -79,8 +83,8 @@ pub(crate) fn dtmf_tones(digits: &str, rate: u32) -> Vec<i16> {
         let n = 100 * per_ms;
         let mut a = vec![0i16; n];
         let mut b = vec![0i16; n];
-        Sine::new(low, rate, 0.25).fill(&mut a);
-        Sine::new(high, rate, 0.25).fill(&mut b);
+        Sine::new(low, rate, DTMF_AMPLITUDE).fill(&mut a);
+        Sine::new(high, rate, DTMF_AMPLITUDE).fill(&mut b);
         out.extend(a.iter().zip(&b).map(|(x, y)| x.saturating_add(*y)));
         out.extend(std::iter::repeat_n(0i16, 60 * per_ms));
     }

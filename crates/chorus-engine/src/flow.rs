@@ -245,6 +245,7 @@ impl CallCtx {
                     call: self.call,
                     sdp: self.sdp.clone(),
                 });
+                self.start_sending();
                 Ok(Some(Input::Done))
             }
             Step::Speak(speak) => {
@@ -407,7 +408,22 @@ impl CallCtx {
                 call: self.call,
                 sdp: self.sdp.clone(),
             });
+            self.start_sending();
             info!("call answered");
+        }
+    }
+
+    /// The caller has our SDP now: media may flow both ways (as negotiated). A late-offer
+    /// call starts sending when the answer arrives in the ACK.
+    fn start_sending(&self) {
+        if let Some(n) = &self.negotiated {
+            if let Err(error) = self
+                .shared
+                .mixer
+                .update_leg(self.thread, self.leg, leg_update(n))
+            {
+                warn!(%error, "cannot update leg");
+            }
         }
     }
 

@@ -18,7 +18,7 @@
 //!   in between) or more than [`Limits::max_fetches`] fetches in all ends the call
 //!   ([`EndCause::RedirectLoop`]), so a misbehaving app cannot spin the engine.
 //! - Inbound calls are answered lazily, just before the first verb that needs media
-//!   ([`Step::Answer`]); `Wait`, `Hangup`, `Redirect` and `PreAnswer` do not answer.
+//!   ([`Step::Answer`]); `Wait`, `Hangup`, `Dial` and `PreAnswer` do not answer.
 
 use std::collections::VecDeque;
 
@@ -274,11 +274,13 @@ enum Queued {
     EndPreAnswer,
 }
 
-/// Whether a verb needs the call answered before it runs (API.md §9.1).
+/// Whether a verb needs the call answered before it runs (API.md §9.1: `Wait`, `PreAnswer`,
+/// `Hangup` and `Dial` don't, as plivoframework's `NO_ANSWER_ELEMENTS`; a `Redirect` inside
+/// `<PreAnswer>` doesn't either, because the block keeps the call unanswered).
 fn needs_answer(element: &Element) -> bool {
     !matches!(
         element,
-        Element::Wait(_) | Element::Hangup(_) | Element::Redirect(_) | Element::PreAnswer(_)
+        Element::Wait(_) | Element::Hangup(_) | Element::PreAnswer(_) | Element::Dial(_)
     )
 }
 

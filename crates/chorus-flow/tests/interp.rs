@@ -185,7 +185,12 @@ fn redirect_loop_is_cut_off() {
     let mut i = inbound();
     let mut step = i.start();
     let mut fetches = 0;
-    while let Step::Fetch { .. } = step {
+    loop {
+        if step == Step::Answer {
+            step = i.resume(Input::Done);
+            continue;
+        }
+        let Step::Fetch { .. } = step else { break };
         fetches += 1;
         assert!(fetches < 100, "never stopped");
         step = fetched(
@@ -207,7 +212,11 @@ fn redirects_with_verbs_between_are_not_a_loop() {
             "<Response><Wait length=\"1\"/><Redirect method=\"GET\">http://app/again</Redirect></Response>",
         );
         assert!(matches!(step, Step::Wait(_)), "{step:?}");
-        let step = i.resume(Input::Done);
+        let mut step = i.resume(Input::Done);
+        if step == Step::Answer {
+            // A Redirect answers the call first (API.md §9.1), once.
+            step = i.resume(Input::Done);
+        }
         assert!(
             matches!(step, Step::Fetch { kind: FetchKind::Redirect, ref params, .. } if params.contains(&("Event".into(), "Redirect".into())))
         );
