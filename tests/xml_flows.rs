@@ -533,3 +533,27 @@ fn bad_documents_fail_only_their_own_call_with_the_documented_cause() {
     );
     assert!(engine.is_ready(), "the engine is unaffected");
 }
+
+#[test]
+fn wait_with_silence_ends_once_the_caller_falls_silent() {
+    let app = App::start();
+    app.xml(
+        "/answer",
+        "<Response><Speak>hello</Speak><Wait length=\"15\" silence=\"true\" minSilence=\"800\"/><Redirect>{base}/after</Redirect></Response>",
+    );
+    app.xml("/after", "<Response><Hangup/></Response>");
+    let engine = engine_for(&app);
+    let started = Instant::now();
+    let call = dial(&engine, "quiet", Source::tone(440.0));
+    std::thread::sleep(Duration::from_secs(3));
+    call.media.set_source(Source::Silence);
+    let quiet_from = started.elapsed();
+    let after = wait_for(&app, "/after", "the verb after the Wait", |_| true);
+    let ended = after.at.duration_since(started);
+    eprintln!("caller silent from {quiet_from:?}; Wait ended at {ended:?}");
+    assert!(
+        ended >= quiet_from + Duration::from_millis(700)
+            && ended <= quiet_from + Duration::from_millis(2500),
+        "the Wait ends about minSilence after the caller falls silent, not at its 15 s length"
+    );
+}

@@ -266,12 +266,13 @@ impl CallCtx {
             }
             Step::Wait(wait) => {
                 self.discard_digits();
+                let length = Duration::from_secs(wait.length.into());
                 if wait.silence {
-                    // Silence detection needs the caller's speech energy, which a private
-                    // room does not track yet: the full length is waited instead.
-                    debug!("Wait silence=\"true\": waiting the full length");
+                    self.wait_for_silence(length, Duration::from_millis(wait.min_silence.into()))
+                        .await?;
+                } else {
+                    self.sleep(length).await?;
                 }
-                self.sleep(Duration::from_secs(wait.length.into())).await?;
                 if wait.beep {
                     let beep = crate::conference::beep(self.rate(), 1);
                     self.play_samples(&beep, 1, false).await?;
@@ -554,6 +555,50 @@ impl CallCtx {
                 _ => {}
             }
         }
+    }
+
+    /// `<Wait silence="true">`: ends as soon as the caller has been silent for `min_silence`
+    /// (after at least that much audio), else after `length`. The caller's audio is watched
+    /// by a listen-only tap on the call's room.
+    async fn wait_for_silence(
+        &mut self,
+        length: Duration,
+        min_silence: Duration,
+    ) -> Result<(), Gone> {
+        let watch = Arc::new(crate::silence::Levels::default());
+        let tap_id = crate::silence::next_tap_id();
+        let (thread, room) = (self.thread, self.room);
+        let tapped = self
+            .shared
+            .mixer
+            .add_tap(
+                thread,
+                room,
+                tap_id,
+                Box::new(crate::silence::LevelTap::new(watch.clone())),
+            )
+            .is_ok();
+        let deadline = Instant::now() + length;
+        let result = loop {
+            if tapped && watch.silent_for(min_silence) {
+                debug!(?min_silence, "Wait: silence detected");
+                break Ok(());
+            }
+            let next = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            match self.pump(Some(next)).await {
+                Err(Gone) => break Err(Gone),
+                Ok(Wake::Timeout) if Instant::now() >= deadline => break Ok(()),
+                Ok(Wake::Member(MemberCommand::Hangup)) => {
+                    self.end_call(Ending::api(), 480);
+                    break Err(Gone);
+                }
+                Ok(_) => {}
+            }
+        };
+        if tapped {
+            let _ = self.shared.mixer.remove_tap(thread, room, tap_id);
+        }
+        result
     }
 
     async fn send_digits(&mut self, digits: &str, is_async: bool) -> Result<(), Gone> {

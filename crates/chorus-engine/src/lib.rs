@@ -28,6 +28,7 @@ mod metrics;
 mod ports;
 pub mod prompts;
 mod recording;
+mod silence;
 mod rooms;
 mod sip_driver;
 pub mod webhooks;
