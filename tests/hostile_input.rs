@@ -2,10 +2,11 @@
 //! INVITEs, junk over TCP) must neither crash the engine nor disturb a call in progress.
 
 mod common;
+#[path = "common/rfc4475.rs"]
+mod rfc4475;
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -16,56 +17,10 @@ use common::{assert_hears, steady_window, Call, Engine, Source, LOCALHOST};
 const MAX_GAP: Duration = Duration::from_millis(200);
 
 fn torture_messages() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475"));
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!(
-            "RFC 4475 torture messages missing at {}: {e}",
-            dir.display()
-        )
-    });
-    let mut messages: Vec<(String, Vec<u8>)> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "dat"))
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            let bytes = keep_on_loopback(bytes);
-            (
-                p.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-                bytes,
-            )
-        })
-        .collect();
-    messages.sort();
-    assert!(
-        messages.len() >= 40,
-        "expected the RFC 4475 messages in {}, found {}",
-        dir.display(),
-        messages.len()
-    );
-    messages
-}
-
-/// The torture messages name documentation addresses (192.0.2.0/24 and one public address)
-/// in SDP, Via and Contact. The engine answers the INVITEs among them and would send RTP and
-/// in-dialog requests there; tests may only send to this machine, so those addresses are
-/// mapped into 127.0.0.0/8 with the same lengths (Content-Length stays exact).
-fn keep_on_loopback(mut bytes: Vec<u8>) -> Vec<u8> {
-    for (from, to) in [
-        (&b"192.0.2."[..], &b"127.0.2."[..]),
-        (&b"135.180.130.133"[..], &b"127.180.130.133"[..]),
-    ] {
-        let mut i = 0;
-        while let Some(pos) = bytes[i..].windows(from.len()).position(|w| w == from) {
-            let at = i + pos;
-            bytes[at..at + from.len()].copy_from_slice(to);
-            i = at + from.len();
-        }
-    }
-    bytes
+    rfc4475::load()
+        .into_iter()
+        .map(|m| (m.file, m.bytes))
+        .collect()
 }
 
 /// A well-formed INVITE with SDP from `from` into room `room`, to be mangled.
