@@ -10,7 +10,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -260,6 +260,8 @@ struct Shared {
     codec: Mutex<Codec>,
     sending: AtomicBool,
     sent: AtomicU64,
+    /// The SSRC of what we send.
+    ssrc: AtomicU32,
     received: Mutex<Vec<RxPacket>>,
     /// Digits [`Media::send_dtmf`] queued for the sender thread.
     dtmf_queue: Mutex<VecDeque<DtmfDigit>>,
@@ -297,6 +299,7 @@ impl Media {
             codec: Mutex::new(Codec::Pcmu),
             sending: AtomicBool::new(true),
             sent: AtomicU64::new(0),
+            ssrc: AtomicU32::new(0),
             received: Mutex::new(Vec::new()),
             dtmf_queue: Mutex::new(VecDeque::new()),
             dtmf_pending: AtomicUsize::new(0),
@@ -315,6 +318,11 @@ impl Media {
             shared,
             threads: vec![receiver, sender],
         })
+    }
+
+    /// The SSRC of the stream we send (RFC 3550 §5.1; random, fixed for the endpoint's life).
+    pub fn ssrc(&self) -> u32 {
+        self.shared.ssrc.load(Ordering::Relaxed)
     }
 
     pub fn set_dest(&self, dest: SocketAddr) {
@@ -580,6 +588,7 @@ enum DtmfState {
 
 fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
     let ssrc: u32 = rand::random();
+    shared.ssrc.store(ssrc, Ordering::Relaxed);
     let seq0: u16 = rand::random();
     let ts0: u32 = rand::random();
     let mut packet = Vec::with_capacity(RTP_HEADER_LEN + MAX_PACKET_BYTES);

@@ -182,6 +182,7 @@ async fn run(
             },
             to_flow,
         ),
+        activity: None,
     };
     if let Some((url, method)) = answer_url {
         let thread = shared.mixer.pick_thread();

@@ -69,7 +69,7 @@ impl Collector for EngineCollector {
             snapshots.iter().map(|s| s.legs as i64).sum(),
         )?;
         type Field = fn(&chorus_mixer::ThreadStatsSnapshot) -> u64;
-        let counters: [(&str, &str, Field); 11] = [
+        let counters: [(&str, &str, Field); 12] = [
             ("chorus_media_ticks", "20 ms periods run", |s| s.ticks),
             (
                 "chorus_media_tick_overruns",
@@ -91,6 +91,11 @@ impl Collector for EngineCollector {
                 "chorus_rtp_malformed",
                 "RTP datagrams dropped as malformed",
                 |s| s.malformed,
+            ),
+            (
+                "chorus_rtp_foreign_dropped",
+                "RTP datagrams dropped for not coming from the leg's learned peer",
+                |s| s.foreign_dropped,
             ),
             ("chorus_rtp_send_errors", "RTP sends that failed", |s| {
                 s.send_errors

@@ -3,6 +3,7 @@
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 
 use chorus_media::jitter::{JitterBuffer, Pop, Push};
 use chorus_media::resample::Resampler;
@@ -12,8 +13,8 @@ use crate::codec::{Decoder, Encoder, MAX_FRAME, MAX_PAYLOAD};
 use crate::dtmf::{DtmfQueue, DtmfReceiver, DtmfTick, EventPayload, ReceivedDigit};
 use crate::talk::TalkDetector;
 use crate::{
-    Codec, Flow, LegId, LegSpec, LegStats, LegUpdate, MemberFlags, MixerConfig, MixerError,
-    Playback, RoomId,
+    Codec, Flow, LegActivity, LegId, LegSpec, LegStats, LegUpdate, MemberFlags, MixerConfig,
+    MixerError, Playback, RoomId,
 };
 
 /// Consecutive frames G.711 concealment repeats (fading) before going silent.
@@ -24,6 +25,40 @@ const FIFO_FRAMES: usize = 6;
 /// Largest G.711 payload buffered: 60 ms. Sizing buffers per codec keeps a narrowband leg's
 /// memory small, which is what lets a thousand of them stay in cache.
 const MAX_G711_PAYLOAD: usize = 480;
+/// Packets in sequence, of one SSRC, a source that is not the SDP address must send before
+/// the leg takes its media (and sends it ours): the NAT case.
+const PROBATION: u16 = 3;
+/// How far the sequence number may jump forward between two packets of a probation (a lost
+/// packet or two must not restart it).
+const PROBATION_MAX_STEP: u16 = 4;
+/// A probation candidate silent this long gives up its place to another source.
+const PROBATION_STALE_US: u64 = 200_000;
+
+/// Where a leg takes media from. A stranger spraying a live call's RTP port (RTP bleed or
+/// injection, the CVE-2025-53399 class) is never mixed in nor sent audio: media from the
+/// address the peer's SDP gave is taken at once and locks the leg to it; another address
+/// (a peer behind NAT) must pass a probation, then is taken for a learning window in which
+/// the SDP address may still take over, and is locked after it. Once locked, every other
+/// source is dropped and counted ([`LegStats::foreign_dropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceState {
+    /// Nothing taken yet.
+    Learning { candidate: Option<Candidate> },
+    /// Taking media from `source` (not the SDP address) until `until_us`.
+    Latched { source: SocketAddr, until_us: u64 },
+    /// Only this source is taken.
+    Locked(SocketAddr),
+}
+
+/// A source on probation: its last packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Candidate {
+    source: SocketAddr,
+    ssrc: u32,
+    sequence: u16,
+    count: u16,
+    last_us: u64,
+}
 
 /// How a leg's output is produced this tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,11 +109,20 @@ pub(crate) struct Leg {
     pub encoder: Encoder,
     telephone_event_pt: Option<u8>,
     audio_level_id: Option<u8>,
+    /// Where we send: the SDP address until a source is learned, then that source
+    /// (symmetric RTP, RFC 4961).
     pub remote: Option<SocketAddr>,
     /// The media address the peer's SDP gave.
     sdp_remote: Option<SocketAddr>,
-    /// The peer the socket is connected to, once its media came from its SDP address.
-    connected: Option<SocketAddr>,
+    source: SourceState,
+    /// Only the SDP address may be learned (after a re-INVITE moved the media of a peer whose
+    /// media came from its SDP address).
+    sdp_only: bool,
+    /// How long a NAT-latched source stays open to the SDP address taking over.
+    learning_us: u64,
+    /// Packets taken from the peer, mirrored into `activity`.
+    accepted: u64,
+    activity: Option<Arc<LegActivity>>,
     pub flow: Flow,
     pub flags: MemberFlags,
     pub jitter: JitterBuffer,
@@ -137,7 +181,11 @@ impl Leg {
             audio_level_id: spec.audio_level_id,
             remote: spec.remote,
             sdp_remote: spec.remote,
-            connected: None,
+            source: SourceState::Learning { candidate: None },
+            sdp_only: false,
+            learning_us: config.rtp_learning.as_micros() as u64,
+            accepted: 0,
+            activity: spec.activity,
             flow: spec.flow,
             flags: MemberFlags::default(),
             jitter: state.jitter,
@@ -200,15 +248,8 @@ impl Leg {
             self.abandon_dtmf();
         }
         if let Some(remote) = update.remote {
-            self.remote = Some(remote);
-            self.sdp_remote = Some(remote);
-            if self.connected.is_some_and(|c| c != remote) {
-                // Re-target the connected socket to the new SDP address (a re-INVITE moved the
-                // media); it stays filtered to that peer.
-                match self.socket.as_ref().map(|s| s.connect(remote)) {
-                    Some(Ok(())) => self.connected = Some(remote),
-                    _ => self.connected = None,
-                }
+            if self.sdp_remote != Some(remote) {
+                self.relearn(remote);
             }
         }
         self.flow = update.flow;
@@ -217,60 +258,145 @@ impl Leg {
 
     /// Reads every datagram waiting on the socket (bounded, so a flood cannot starve the
     /// tick) into the jitter buffer; telephone-events become digits handed to `dtmf`.
-    /// Returns (packets, malformed).
+    ///
+    /// The socket is never `connect`ed: the kernel would then drop strangers' datagrams
+    /// unseen, and every drop must be counted; the source check below is one comparison.
     pub fn receive(
         &mut self,
         buf: &mut [u8],
         budget: usize,
         now_us: u64,
         dtmf: &mut impl FnMut(ReceivedDigit),
-    ) -> (u64, u64) {
-        let (mut packets, mut malformed) = (0, 0);
+    ) -> Received {
+        let mut received = Received::default();
+        let foreign_before = self.stats.foreign_dropped;
         for _ in 0..budget {
             let Some(socket) = self.socket.as_ref() else {
                 break;
             };
-            let received = match self.connected {
-                // The kernel already filters a connected socket to its peer.
-                Some(peer) => socket.recv(buf).map(|len| (len, peer)),
-                None => socket.recv_from(buf),
-            };
-            let (len, source) = match received {
+            let (len, source) = match socket.recv_from(buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here; nothing to read.
                 Err(_) => break,
             };
-            packets += 1;
+            received.packets += 1;
+            if let SourceState::Locked(peer) = self.source {
+                if source != peer {
+                    // Not even parsed: a flood from elsewhere costs one read per datagram.
+                    self.stats.foreign_dropped += 1;
+                    continue;
+                }
+            }
             let Ok(packet) = RtpPacket::parse(&buf[..len]) else {
-                malformed += 1;
+                received.malformed += 1;
                 continue;
             };
             self.on_packet(&packet, source, now_us, dtmf);
-            self.maybe_connect(source);
         }
         self.dtmf_in.expire(now_us, dtmf);
-        self.stats.packets_in += packets;
-        self.stats.malformed += malformed;
-        (packets, malformed)
+        self.stats.packets_in += received.packets;
+        self.stats.malformed += received.malformed;
+        received.foreign = self.stats.foreign_dropped - foreign_before;
+        received
     }
 
-    /// Once the peer's media comes from exactly the address its SDP gave, connect the socket
-    /// to it: the kernel then skips the route lookup on every send and drops datagrams from
-    /// anyone else. A peer behind NAT (media from another address) stays unconnected and
-    /// latched symmetrically instead.
-    fn maybe_connect(&mut self, source: SocketAddr) {
-        if self.connected.is_some()
-            || self.sdp_remote != Some(source)
-            || self.remote != Some(source)
-        {
-            return;
-        }
-        if let Some(socket) = self.socket.as_ref() {
-            if socket.connect(source).is_ok() {
-                self.connected = Some(source);
+    /// Whether a packet from `source` is the peer's media, learning the source as it goes
+    /// (see [`SourceState`]).
+    fn admit(&mut self, packet: &RtpPacket<'_>, source: SocketAddr, now_us: u64) -> bool {
+        let media = packet.payload_type == self.codec.payload_type
+            || Some(packet.payload_type) == self.telephone_event_pt;
+        let from_sdp = self.sdp_remote == Some(source);
+        match self.source {
+            SourceState::Locked(peer) => source == peer,
+            SourceState::Latched { source: peer, .. } if media && from_sdp && peer != source => {
+                // The address the peer's SDP gave beats a source learned without it.
+                self.lock(source);
+                true
+            }
+            SourceState::Latched {
+                source: peer,
+                until_us,
+            } => {
+                if source != peer {
+                    return false;
+                }
+                if now_us >= until_us {
+                    self.source = SourceState::Locked(peer);
+                }
+                true
+            }
+            SourceState::Learning { .. } if !media => false,
+            SourceState::Learning { .. } if from_sdp => {
+                self.lock(source);
+                true
+            }
+            SourceState::Learning { .. } if self.sdp_only => false,
+            SourceState::Learning { candidate } => {
+                let next = match candidate {
+                    Some(c)
+                        if c.source == source
+                            && c.ssrc == packet.ssrc
+                            && (1..=PROBATION_MAX_STEP)
+                                .contains(&packet.sequence.wrapping_sub(c.sequence)) =>
+                    {
+                        Candidate {
+                            sequence: packet.sequence,
+                            count: c.count + 1,
+                            last_us: now_us,
+                            ..c
+                        }
+                    }
+                    // Another source holds the place while it keeps sending.
+                    Some(c)
+                        if c.source != source
+                            && now_us.saturating_sub(c.last_us) < PROBATION_STALE_US =>
+                    {
+                        return false;
+                    }
+                    _ => Candidate {
+                        source,
+                        ssrc: packet.ssrc,
+                        sequence: packet.sequence,
+                        count: 1,
+                        last_us: now_us,
+                    },
+                };
+                if next.count < PROBATION {
+                    self.source = SourceState::Learning {
+                        candidate: Some(next),
+                    };
+                    return false;
+                }
+                self.remote = Some(source);
+                self.source = if self.learning_us == 0 {
+                    SourceState::Locked(source)
+                } else {
+                    SourceState::Latched {
+                        source,
+                        until_us: now_us + self.learning_us,
+                    }
+                };
+                true
             }
         }
+    }
+
+    fn lock(&mut self, source: SocketAddr) {
+        self.remote = Some(source);
+        self.source = SourceState::Locked(source);
+    }
+
+    /// A re-INVITE moved the peer's media to `remote`: learning starts again. A peer whose
+    /// media came from its SDP address may only be learned at its new SDP address; a peer
+    /// behind NAT goes through probation again (its SDP address is likely private).
+    fn relearn(&mut self, remote: SocketAddr) {
+        let was_sdp =
+            matches!(self.source, SourceState::Locked(peer) if Some(peer) == self.sdp_remote);
+        self.sdp_remote = Some(remote);
+        self.remote = Some(remote);
+        self.sdp_only = was_sdp;
+        self.source = SourceState::Learning { candidate: None };
     }
 
     /// One parsed packet: from the socket, or injected directly (benchmarks and tests).
@@ -281,14 +407,17 @@ impl Leg {
         now_us: u64,
         dtmf: &mut impl FnMut(ReceivedDigit),
     ) {
+        if !self.admit(packet, source, now_us) {
+            self.stats.foreign_dropped += 1;
+            return;
+        }
+        self.accepted += 1;
+        if let Some(activity) = self.activity.as_deref() {
+            activity.set_packets(self.accepted);
+        }
         // Arrival on the codec's RTP clock, as the jitter estimator of RFC 3550 §A.8 wants.
         let arrival = (now_us * u64::from(self.codec.encoding.rate()) / 1_000_000) as u32;
         if packet.payload_type == self.codec.payload_type {
-            // Symmetric RTP (RFC 4961): answer to where the peer's media comes from, which is
-            // what gets through NATs and what SIPp expects.
-            if self.remote != Some(source) {
-                self.remote = Some(source);
-            }
             if !self.flow.receive {
                 return;
             }
@@ -507,12 +636,7 @@ impl Leg {
             self.stats.packets_out += 1;
             return Ok(true);
         };
-        let sent = if self.connected == Some(remote) {
-            socket.send(&out[..len])
-        } else {
-            socket.send_to(&out[..len], remote)
-        };
-        match sent {
+        match socket.send_to(&out[..len], remote) {
             Ok(_) => {
                 self.stats.packets_out += 1;
                 Ok(true)
@@ -608,6 +732,16 @@ impl Leg {
     }
 }
 
+/// What one [`Leg::receive`] read.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Received {
+    /// Datagrams read.
+    pub packets: u64,
+    pub malformed: u64,
+    /// Dropped: not from the learned source.
+    pub foreign: u64,
+}
+
 /// Fills `out` with the audio before it (`history`, then `pending` which follows it) played
 /// backwards and faded linearly to zero: the first sample continues from the last one heard,
 /// so there is no click, and no tone is stretched.
@@ -674,10 +808,11 @@ mod tests {
         use chorus_media::g711::Law;
         use chorus_media::tone::Sine;
 
+        let source: SocketAddr = "127.0.0.1:4000".parse().expect("an address");
         let mut spec = LegSpec::detached(LegId(1), Codec::PCMU);
         spec.telephone_event_pt = Some(101);
+        spec.remote = Some(source);
         let mut leg = Leg::new(RoomId(1), spec, &MixerConfig::default()).expect("a PCMU leg");
-        let source: SocketAddr = "127.0.0.1:4000".parse().expect("an address");
         let mut sine = Sine::new(440.0, 8000, 8000.0);
         let mut scratch = [0i16; MAX_FRAME];
         let mut frames = Vec::new();
@@ -741,6 +876,223 @@ mod tests {
         assert!(energy(&fade[..80]) > 4 * energy(&fade[80..]));
         // Then the tone is back, and it stays.
         assert!(frames[first + 4..].iter().all(|f| peak(f) > 6000));
+    }
+
+    /// A PCMU leg whose peer's SDP gave `sdp`, with a 2 s learning window.
+    fn leg_with_sdp(sdp: Option<SocketAddr>) -> Leg {
+        let mut spec = LegSpec::detached(LegId(1), Codec::PCMU);
+        spec.remote = sdp;
+        spec.telephone_event_pt = Some(101);
+        Leg::new(RoomId(1), spec, &MixerConfig::default()).expect("a PCMU leg")
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("an address")
+    }
+
+    /// Hands the leg one PCMU packet; true when it was taken as the peer's media.
+    fn feed(leg: &mut Leg, from: SocketAddr, ssrc: u32, sequence: u16, now_us: u64) -> bool {
+        feed_pt(leg, from, 0, ssrc, sequence, now_us)
+    }
+
+    fn feed_pt(
+        leg: &mut Leg,
+        from: SocketAddr,
+        payload_type: u8,
+        ssrc: u32,
+        sequence: u16,
+        now_us: u64,
+    ) -> bool {
+        let mut wire = [0u8; 200];
+        let header = RtpHeader {
+            payload_type,
+            marker: false,
+            sequence,
+            timestamp: u32::from(sequence) * 160,
+            ssrc,
+        };
+        let len = header
+            .write_with_payload(&[0xff; 160], &mut wire)
+            .expect("fits");
+        let packet = RtpPacket::parse(&wire[..len]).expect("well-formed");
+        let before = leg.accepted;
+        leg.on_packet(&packet, from, now_us, &mut |_| {});
+        leg.accepted > before
+    }
+
+    const PEER: &str = "192.0.2.10:4000";
+    const STRANGER: &str = "198.51.100.66:5555";
+
+    #[test]
+    fn media_from_the_sdp_address_locks_the_leg_and_strangers_are_dropped() {
+        let (peer, stranger) = (addr(PEER), addr(STRANGER));
+        let mut leg = leg_with_sdp(Some(peer));
+        assert!(feed(&mut leg, peer, 7, 100, 0));
+        // During what would be a learning window, with the SSRC and sequence of the peer's
+        // stream copied, and afterwards: never taken, never answered.
+        for (i, now_us) in [(1u16, 20_000u64), (2, 40_000), (3, 60_000), (4, 9_000_000)] {
+            assert!(!feed(&mut leg, stranger, 7, 100 + i, now_us));
+            assert!(!feed(&mut leg, stranger, rand::random(), i, now_us));
+        }
+        assert_eq!(leg.remote, Some(peer));
+        assert_eq!(leg.stats.foreign_dropped, 8);
+        assert!(feed(&mut leg, peer, 7, 101, 9_020_000));
+    }
+
+    #[test]
+    fn a_stranger_with_random_ssrcs_never_passes_probation() {
+        let (peer, stranger) = (addr(PEER), addr(STRANGER));
+        let mut leg = leg_with_sdp(Some(peer));
+        for i in 0..50u16 {
+            assert!(!feed(
+                &mut leg,
+                stranger,
+                rand::random(),
+                i,
+                u64::from(i) * 1000
+            ));
+        }
+        assert_eq!(leg.remote, Some(peer), "nothing is sent to the stranger");
+        assert_eq!(leg.stats.foreign_dropped, 50);
+        assert!(feed(&mut leg, peer, 9, 1, 60_000));
+    }
+
+    #[test]
+    fn a_peer_behind_nat_is_latched_after_probation_and_locked_after_the_window() {
+        let (sdp, nat, stranger) = (addr(PEER), addr("203.0.113.7:31000"), addr(STRANGER));
+        let mut leg = leg_with_sdp(Some(sdp));
+        assert!(!feed(&mut leg, nat, 5, 10, 0));
+        assert!(!feed(&mut leg, nat, 5, 11, 20_000));
+        assert_eq!(
+            leg.remote,
+            Some(sdp),
+            "probation: still sending to the SDP address"
+        );
+        // Another source cannot take the place of a candidate that keeps sending.
+        assert!(!feed(&mut leg, stranger, 1, 1, 30_000));
+        assert!(!feed(&mut leg, stranger, 1, 2, 35_000));
+        assert!(!feed(&mut leg, stranger, 1, 3, 38_000));
+        // A lost packet does not restart the probation.
+        assert!(feed(&mut leg, nat, 5, 13, 60_000));
+        assert_eq!(leg.remote, Some(nat));
+        assert!(!feed(&mut leg, stranger, 1, 4, 80_000));
+        assert!(feed(&mut leg, nat, 5, 14, 2_100_000));
+        // Locked after the window: the SDP address no longer takes over.
+        assert!(!feed(&mut leg, sdp, 6, 1, 2_120_000));
+        assert_eq!(leg.remote, Some(nat));
+    }
+
+    #[test]
+    fn the_sdp_address_takes_over_from_a_source_latched_during_the_window() {
+        let (sdp, early) = (addr(PEER), addr(STRANGER));
+        let mut leg = leg_with_sdp(Some(sdp));
+        for i in 0..3u16 {
+            feed(&mut leg, early, 3, i, u64::from(i) * 20_000);
+        }
+        assert_eq!(
+            leg.remote,
+            Some(early),
+            "latched as a peer behind NAT would be"
+        );
+        // A payload type the peer did not negotiate does not take over.
+        assert!(!feed_pt(&mut leg, sdp, 96, 4, 1, 70_000));
+        assert!(feed(&mut leg, sdp, 4, 1, 80_000));
+        assert_eq!(leg.remote, Some(sdp));
+        assert!(!feed(&mut leg, early, 3, 4, 100_000));
+    }
+
+    #[test]
+    fn telephone_events_from_the_sdp_address_lock_the_leg_too() {
+        let (peer, stranger) = (addr(PEER), addr(STRANGER));
+        let mut leg = leg_with_sdp(Some(peer));
+        assert!(!feed_pt(&mut leg, stranger, 101, 1, 1, 0));
+        assert!(feed_pt(&mut leg, peer, 101, 2, 1, 1000));
+        assert!(!feed(&mut leg, stranger, 1, 2, 2000));
+    }
+
+    #[test]
+    fn a_reinvite_to_a_new_address_relearns_that_address_only() {
+        let (old, new, stranger) = (addr(PEER), addr("192.0.2.20:4100"), addr(STRANGER));
+        let mut leg = leg_with_sdp(Some(old));
+        assert!(feed(&mut leg, old, 1, 1, 0));
+        let update = |remote| LegUpdate {
+            codec: Codec::PCMU,
+            telephone_event_pt: Some(101),
+            remote: Some(remote),
+            flow: Flow::SEND_RECV,
+        };
+        // The same address (hold, unhold, a session refresh) keeps the lock.
+        leg.update(update(old), None);
+        assert!(feed(&mut leg, old, 1, 2, 20_000));
+        leg.update(update(new), None);
+        assert_eq!(leg.remote, Some(new));
+        for i in 0..5u16 {
+            assert!(!feed(
+                &mut leg,
+                old,
+                1,
+                3 + i,
+                40_000 + u64::from(i) * 20_000
+            ));
+            assert!(!feed(
+                &mut leg,
+                stranger,
+                8,
+                i,
+                40_000 + u64::from(i) * 20_000
+            ));
+        }
+        assert!(feed(&mut leg, new, 2, 1, 200_000));
+        assert!(!feed(&mut leg, old, 1, 9, 220_000));
+        assert_eq!(leg.remote, Some(new));
+    }
+
+    #[test]
+    fn a_reinvite_from_a_peer_behind_nat_reopens_probation() {
+        let (sdp, nat, moved) = (
+            addr("10.0.0.5:4000"),
+            addr("203.0.113.7:31000"),
+            addr("203.0.113.7:31002"),
+        );
+        let mut leg = leg_with_sdp(Some(sdp));
+        for i in 0..3u16 {
+            feed(&mut leg, nat, 5, i, u64::from(i) * 20_000);
+        }
+        assert_eq!(leg.remote, Some(nat));
+        leg.update(
+            LegUpdate {
+                codec: Codec::PCMU,
+                telephone_event_pt: Some(101),
+                remote: Some(addr("10.0.0.5:4002")),
+                flow: Flow::SEND_RECV,
+            },
+            None,
+        );
+        for i in 0..3u16 {
+            feed(&mut leg, moved, 6, i, 3_000_000 + u64::from(i) * 20_000);
+        }
+        assert_eq!(leg.remote, Some(moved));
+    }
+
+    #[test]
+    fn without_an_sdp_address_the_first_steady_stream_is_learned() {
+        let (peer, stranger) = (addr(PEER), addr(STRANGER));
+        let activity = Arc::new(LegActivity::default());
+        let mut spec = LegSpec::detached(LegId(1), Codec::PCMU);
+        spec.activity = Some(activity.clone());
+        let mut leg = Leg::new(RoomId(1), spec, &MixerConfig::default()).expect("a PCMU leg");
+        assert_eq!(leg.remote, None);
+        let taken: Vec<bool> = (0..4u16)
+            .map(|i| feed(&mut leg, peer, 1, i, u64::from(i) * 20_000))
+            .collect();
+        assert_eq!(taken, [false, false, true, true]);
+        assert_eq!(leg.remote, Some(peer));
+        assert!(!feed(&mut leg, stranger, 1, 4, 100_000));
+        assert_eq!(
+            activity.packets(),
+            2,
+            "only the peer's media counts as activity"
+        );
     }
 
     #[test]

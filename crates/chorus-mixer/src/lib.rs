@@ -7,7 +7,15 @@
 //!
 //! 1. drain the command queue; read every leg's socket until it would block, into the leg's
 //!    jitter buffer (RFC 4733 telephone-events go instead to a DTMF receiver, which reports
-//!    each digit once as [`MixerEvent::Dtmf`]);
+//!    each digit once as [`MixerEvent::Dtmf`]). Only the peer's media is taken: the first
+//!    packet from the address of its SDP ([`LegSpec::remote`]) locks the leg to that source;
+//!    a peer behind NAT (media from elsewhere) is taken after three packets of one stream in
+//!    sequence, and locked after [`MixerConfig::rtp_learning`] unless its SDP address speaks
+//!    up meanwhile. Every other datagram is dropped and counted
+//!    ([`LegStats::foreign_dropped`]), and we only ever send to the learned source — so a
+//!    stranger spraying a live call's port (RTP bleed/injection) is neither mixed nor
+//!    answered. A re-INVITE that moves the media re-opens learning; packets taken are
+//!    mirrored into [`LegSpec::activity`] for RTP timeouts;
 //! 2. pull one frame per leg and decode it (PLC or Opus FEC for a lost one), resampled to the
 //!    room rate — 8 kHz while every member is narrowband, else the highest member rate;
 //! 3. detect talkers (frame energy, or the RFC 6464 level the sender reports, with start
@@ -55,6 +63,7 @@ mod thread;
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -165,9 +174,33 @@ pub struct LegSpec {
     pub telephone_event_pt: Option<u8>,
     /// RFC 6464 audio-level header extension id, when negotiated (RFC 8285 `a=extmap`).
     pub audio_level_id: Option<u8>,
-    /// Where to send until the peer's first packet shows its real address (symmetric RTP).
+    /// The media address of the peer's SDP: where we send until the leg learns the source
+    /// of the peer's media (symmetric RTP), and the source it prefers to learn.
     pub remote: Option<SocketAddr>,
     pub flow: Flow,
+    /// Where the media thread counts the packets it takes from the peer, for the control
+    /// side to watch (RTP timeouts).
+    pub activity: Option<Arc<LegActivity>>,
+}
+
+/// A leg's incoming media as the control side sees it without asking the media thread: the
+/// packets taken from the peer so far (from the learned source; strangers' packets are not
+/// counted), stored by the media thread with one relaxed store per packet.
+#[derive(Debug, Default)]
+pub struct LegActivity {
+    packets: AtomicU64,
+}
+
+impl LegActivity {
+    /// Packets taken from the peer since the leg started; it only grows while the peer
+    /// sends.
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_packets(&self, packets: u64) {
+        self.packets.store(packets, Ordering::Relaxed);
+    }
 }
 
 impl LegSpec {
@@ -188,6 +221,7 @@ impl LegSpec {
             audio_level_id: None,
             remote: None,
             flow: Flow::SEND_RECV,
+            activity: None,
         }
     }
 }
@@ -404,6 +438,10 @@ pub struct MixerConfig {
     pub quiet_decode_interval: u32,
     /// Capacity reserved up front for a thread's legs.
     pub legs_per_thread_hint: usize,
+    /// How long a source learned without the SDP address (a peer behind NAT) stays open to
+    /// media from the SDP address taking over before the leg locks to it; zero locks at
+    /// once. Media from the SDP address locks the leg immediately.
+    pub rtp_learning: Duration,
 }
 
 impl Default for MixerConfig {
@@ -422,6 +460,7 @@ impl Default for MixerConfig {
             shared_encoding: true,
             quiet_decode_interval: 4,
             legs_per_thread_hint: 1024,
+            rtp_learning: Duration::from_secs(2),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct ThreadStats {
     pub(crate) packets_in: AtomicU64,
     pub(crate) packets_out: AtomicU64,
     pub(crate) malformed: AtomicU64,
+    /// RTP datagrams dropped because they came from another source than the leg's peer.
+    pub(crate) foreign_dropped: AtomicU64,
     pub(crate) send_errors: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) encodes: AtomicU64,
@@ -72,6 +74,7 @@ pub struct ThreadStatsSnapshot {
     pub packets_in: u64,
     pub packets_out: u64,
     pub malformed: u64,
+    pub foreign_dropped: u64,
     pub send_errors: u64,
     pub events_dropped: u64,
     pub encodes: u64,
@@ -129,6 +132,7 @@ impl ThreadStats {
             packets_in: self.packets_in.load(Relaxed),
             packets_out: self.packets_out.load(Relaxed),
             malformed: self.malformed.load(Relaxed),
+            foreign_dropped: self.foreign_dropped.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
             events_dropped: self.events_dropped.load(Relaxed),
             encodes: self.encodes.load(Relaxed),
@@ -150,6 +154,9 @@ pub struct LegStats {
     pub packets_in: u64,
     pub packets_out: u64,
     pub malformed: u64,
+    /// Datagrams dropped because they did not come from the leg's peer (or came while its
+    /// source was still being learned, see the crate docs).
+    pub foreign_dropped: u64,
     /// Packets of a payload type the leg did not negotiate.
     pub unexpected_pt: u64,
     pub telephone_events: u64,

@@ -455,7 +455,7 @@ impl MediaThread {
     /// Runs the rooms of one tick slot: receive, decode, mix, encode, send.
     pub fn tick_slot(&mut self, slot: usize, now: Instant) {
         let now_us = now.duration_since(self.started).as_micros() as u64;
-        let (mut packets_in, mut malformed) = (0u64, 0u64);
+        let (mut packets_in, mut malformed, mut foreign) = (0u64, 0u64, 0u64);
         let mut totals = crate::room::TickCounts::default();
         let events = &self.events;
         let stats = &self.stats[self.index];
@@ -464,12 +464,13 @@ impl MediaThread {
             for &s in &room.legs {
                 if let Some(leg) = self.legs[s].as_deref_mut() {
                     let id = leg.id;
-                    let (p, m) =
+                    let received =
                         leg.receive(&mut self.recv_buf[..], RECV_BUDGET, now_us, &mut |digit| {
                             send_event(events, stats, dtmf_event(room_id, id, digit))
                         });
-                    packets_in += p;
-                    malformed += m;
+                    packets_in += received.packets;
+                    malformed += received.malformed;
+                    foreign += received.foreign;
                 }
             }
             let counts = room.tick(
@@ -515,6 +516,7 @@ impl MediaThread {
         }
         stats.packets_in.fetch_add(packets_in, Ordering::Relaxed);
         stats.malformed.fetch_add(malformed, Ordering::Relaxed);
+        stats.foreign_dropped.fetch_add(foreign, Ordering::Relaxed);
         stats
             .packets_out
             .fetch_add(totals.packets_out, Ordering::Relaxed);
@@ -547,9 +549,13 @@ impl MediaThread {
         if let Some(slot) = self.by_id.get(&leg).copied() {
             if let Some(l) = self.legs[slot].as_deref_mut() {
                 let (room, id) = (l.room, l.id);
+                let foreign = l.stats.foreign_dropped;
                 l.on_packet(packet, source, now_us, &mut |digit| {
                     send_event(events, stats, dtmf_event(room, id, digit))
                 });
+                stats
+                    .foreign_dropped
+                    .fetch_add(l.stats.foreign_dropped - foreign, Ordering::Relaxed);
             }
         }
     }

@@ -52,6 +52,9 @@ pub struct HttpSection {
 pub struct RtpSection {
     pub ports: Option<String>,
     pub bind: Option<IpAddr>,
+    /// How long a source learned from media that did not come from the SDP address (NAT)
+    /// stays open to the SDP address taking over, before the leg locks to it (default 2000).
+    pub learning_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -291,6 +294,9 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
             bail!("media.tick_slots must be 1..=20, not {slots}");
         }
         engine.mixer.tick_slots = slots;
+    }
+    if let Some(ms) = file.rtp.learning_ms {
+        engine.mixer.rtp_learning = Duration::from_millis(ms);
     }
     if let Some(ms) = file.shutdown.hangup_timeout_ms {
         engine.hangup_timeout = Duration::from_millis(ms);
