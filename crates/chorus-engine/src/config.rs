@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use chorus_flow::Method;
 use chorus_mixer::MixerConfig;
+use chorus_sip::auth::DigestConfig;
+use chorus_sip::guard::{GuardConfig, IpNet};
 
 /// An API account. Inbound calls and rooms belong to one.
 #[derive(Clone)]
@@ -28,6 +30,52 @@ pub struct Account {
     /// Told once when a call ends (API.md §9.2); the engine-wide one applies otherwise.
     pub hangup_url: Option<String>,
     pub hangup_method: Method,
+    /// SIP digest credentials (RFC 3261 §22): when there are any, every INVITE routed to this
+    /// account must authenticate as one of them.
+    pub sip_users: Vec<SipUser>,
+    /// Sources allowed to call this account (CIDR); empty = any. Others' INVITEs are
+    /// dropped unanswered.
+    pub sip_allow_from: Vec<IpNet>,
+}
+
+/// One SIP digest user of an account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SipUser {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SipUser {
+    // Never print the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipUser")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Who may send SIP and how much (see `chorus_sip::guard`), how INVITEs authenticate (see
+/// `chorus_sip::auth`), and which user agents are scanners.
+#[derive(Debug, Clone)]
+pub struct SipSecurity {
+    pub guard: GuardConfig,
+    pub digest: DigestConfig,
+    /// `User-Agent` substrings dropped unanswered (case-insensitive).
+    pub scanner_user_agents: Vec<String>,
+}
+
+impl Default for SipSecurity {
+    fn default() -> Self {
+        Self {
+            guard: GuardConfig::default(),
+            digest: DigestConfig::default(),
+            scanner_user_agents: chorus_sip::KNOWN_SCANNERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
 }
 
 impl Account {
@@ -44,6 +92,8 @@ impl Account {
             fallback_method: Method::Post,
             hangup_url: None,
             hangup_method: Method::Post,
+            sip_users: Vec::new(),
+            sip_allow_from: Vec::new(),
         }
     }
 
@@ -73,6 +123,8 @@ impl std::fmt::Debug for Account {
         f.debug_struct("Account")
             .field("auth_id", &self.auth_id)
             .field("auth_token", &"<redacted>")
+            .field("sip_users", &self.sip_users)
+            .field("sip_allow_from", &self.sip_allow_from)
             .finish()
     }
 }
@@ -106,7 +158,9 @@ pub struct EngineConfig {
     /// How long shutdown waits for BYEs to be answered before giving up.
     pub hangup_timeout: Duration,
     pub user_agent: String,
+    /// Larger SIP messages are dropped (UDP) or close their connection (TCP), counted.
     pub max_sip_message: usize,
+    pub sip_security: SipSecurity,
 }
 
 impl EngineConfig {
@@ -132,6 +186,7 @@ impl EngineConfig {
             hangup_timeout: Duration::from_secs(5),
             user_agent: format!("Chorus/{}", env!("CARGO_PKG_VERSION")),
             max_sip_message: 64 * 1024,
+            sip_security: SipSecurity::default(),
         }
     }
 }

@@ -28,9 +28,10 @@ mod metrics;
 mod ports;
 pub mod prompts;
 mod recording;
-mod silence;
 mod rooms;
+mod silence;
 mod sip_driver;
+mod sip_security;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -38,13 +39,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chorus_mixer::{Mixer, MixerEvent, MixerHandle};
+use chorus_sip::guard::SourceGuard;
 use chorus_sip::{Endpoint, EndpointConfig, IncomingCall, TimerConfig};
 use dashmap::DashMap;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{info, warn};
 
-pub use config::{route_call, Account, EngineConfig};
+pub use config::{route_call, Account, EngineConfig, SipSecurity, SipUser};
 pub use control::Control;
 pub use error::EngineError;
 pub use metrics::EngineCollector;
@@ -69,6 +71,8 @@ pub(crate) struct Shared {
     recordings: recording::Recordings,
     /// Where each leg's media events go (its call task), for legs whose flow wants them.
     legs: Arc<DashMap<u64, mpsc::UnboundedSender<LegEvent>>>,
+    /// SIP drops, bans and auth outcomes, for `/metrics`.
+    sip_counters: Arc<sip_security::SipCounters>,
 }
 
 /// What a media thread reports about one leg, routed to that leg's call task.
@@ -208,7 +212,13 @@ impl Engine {
             contact_tcp: contact,
             timers: TimerConfig::default(),
             max_message_size: config.max_sip_message,
+            scanner_user_agents: config.sip_security.scanner_user_agents.clone(),
         });
+        let guard = Arc::new(std::sync::Mutex::new(SourceGuard::new(
+            config.sip_security.guard.clone(),
+        )));
+        let admission = sip_security::Admission::new(&config, std::time::Instant::now());
+        let sip_counters = Arc::new(sip_security::SipCounters::default());
         let (sip_tx, sip_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             ports: PortPool::new(config.rtp_bind_ip, low, high),
@@ -225,6 +235,7 @@ impl Engine {
                 ..webhooks::WebhookConfig::default()
             }),
             legs,
+            sip_counters: Arc::clone(&sip_counters),
             recordings: recording::Recordings::new(
                 config.recordings_dir.clone(),
                 config.public_url.clone(),
@@ -244,6 +255,10 @@ impl Engine {
             },
             stop: driver_stop,
             max_message: shared.config.max_sip_message,
+            guard,
+            admission,
+            counters: sip_counters,
+            drops: chorus_sip::DropCounts::default(),
         };
         let driver = tokio::spawn(driver.run(tcp));
         info!(sip = %sip_addr, rtp = ?shared.config.rtp_ports, threads = shared.mixer.threads(), "engine started");

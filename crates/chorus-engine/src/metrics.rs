@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
+use crate::sip_security::SipCounters;
 use crate::Shared;
 
 /// Upper bounds (seconds) of the tick-lateness buckets the media threads count.
@@ -122,6 +123,7 @@ impl Collector for EngineCollector {
                 ConstCounter::new(field(s)).encode(m)?;
             }
         }
+        encode_sip(&mut encoder, &shared.sip_counters)?;
         let mut family = encoder.encode_descriptor(
             "chorus_media_tick_lateness_seconds",
             "How late a media thread woke for its tick slots",
@@ -148,4 +150,42 @@ impl Collector for EngineCollector {
         }
         Ok(())
     }
+}
+
+/// SIP input dropped unanswered (by reason), sources banned, and digest outcomes.
+fn encode_sip(
+    encoder: &mut DescriptorEncoder,
+    counters: &SipCounters,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "chorus_sip_drops",
+        "SIP messages dropped without an answer, by reason",
+        None,
+        MetricType::Counter,
+    )?;
+    for (reason, n) in counters.drops() {
+        let labels = [("reason", reason)];
+        let m = family.encode_family(&labels)?;
+        ConstCounter::new(n).encode(m)?;
+    }
+    let c = ConstCounter::new(counters.bans());
+    let m = encoder.encode_descriptor(
+        "chorus_sip_bans",
+        "SIP sources banned for exceeding their request rate",
+        None,
+        c.metric_type(),
+    )?;
+    c.encode(m)?;
+    let mut family = encoder.encode_descriptor(
+        "chorus_sip_auth",
+        "Digest authentications of INVITEs, by outcome",
+        None,
+        MetricType::Counter,
+    )?;
+    for (outcome, n) in counters.auth() {
+        let labels = [("outcome", outcome)];
+        let m = family.encode_family(&labels)?;
+        ConstCounter::new(n).encode(m)?;
+    }
+    Ok(())
 }

@@ -5,16 +5,20 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use chorus_sip::guard::SourceGuard;
 use chorus_sip::{
-    CallHandle, ConnectionId, EndReason, Endpoint, Event, IncomingCall, Peer, StreamFramer,
-    Transport,
+    CallHandle, ConnectionId, DropCounts, DropReason, EndReason, Endpoint, Event, IncomingCall,
+    ParseError, Peer, StreamFramer, Transport,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
+
+use crate::sip_security::{Admission, Decision, SipCounters};
 
 /// What a call task asks of the SIP layer.
 #[derive(Debug)]
@@ -78,8 +82,10 @@ enum TcpEvent {
         addr: SocketAddr,
         data: Vec<u8>,
     },
+    /// The connection ended; `error` when we closed it because its framing broke.
     Closed {
         conn: ConnectionId,
+        error: Option<DropReason>,
     },
 }
 
@@ -97,6 +103,19 @@ pub(crate) struct SipDriver<S> {
     pub spawner: S,
     pub stop: watch::Receiver<bool>,
     pub max_message: usize,
+    /// Per-source admission before parsing; shared with the TCP accept loop.
+    pub guard: Arc<Mutex<SourceGuard>>,
+    /// Allow-lists and digest authentication of new INVITEs.
+    pub admission: Admission,
+    pub counters: Arc<SipCounters>,
+    /// Drops counted here rather than by the endpoint or the guard (TCP framing, account
+    /// allow-lists).
+    pub drops: DropCounts,
+}
+
+fn lock(guard: &Mutex<SourceGuard>) -> MutexGuard<'_, SourceGuard> {
+    // The guard's state stays consistent even if a holder panicked.
+    guard.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<S: CallSpawner> SipDriver<S> {
@@ -104,7 +123,12 @@ impl<S: CallSpawner> SipDriver<S> {
         // Bounded: a peer flooding its TCP connection is slowed down at its own socket instead of
         // growing this queue.
         let (tcp_tx, mut tcp_rx) = mpsc::channel(1024);
-        let accept = tokio::spawn(accept_loop(tcp, tcp_tx, self.max_message));
+        let accept = tokio::spawn(accept_loop(
+            tcp,
+            tcp_tx,
+            self.max_message,
+            Arc::clone(&self.guard),
+        ));
         let mut writers: HashMap<ConnectionId, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
         let mut calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
         let mut buf = vec![0u8; 65_536];
@@ -119,9 +143,12 @@ impl<S: CallSpawner> SipDriver<S> {
                 Some(event) = tcp_rx.recv() => match event {
                     TcpEvent::Opened { conn, writer } => { writers.insert(conn, writer); }
                     TcpEvent::Message { conn, addr, data } => self.input(Peer::tcp(addr, conn), &data),
-                    TcpEvent::Closed { conn } => {
+                    TcpEvent::Closed { conn, error } => {
                         writers.remove(&conn);
                         self.endpoint.connection_closed(conn);
+                        if let Some(reason) = error {
+                            self.drops.add(reason);
+                        }
                     }
                 },
                 Some(command) = self.commands.recv() => self.apply(command),
@@ -130,10 +157,11 @@ impl<S: CallSpawner> SipDriver<S> {
                 }
                 _ = self.stop.changed() => break,
             }
-            self.flush(&writers).await;
+            // Events first: a new INVITE may be challenged or dropped silently, which must
+            // happen before its 100 Trying leaves.
             self.dispatch(&mut calls);
-            // Events may have queued responses (an immediate reject while refusing calls).
             self.flush(&writers).await;
+            self.publish();
         }
         accept.abort();
     }
@@ -143,6 +171,10 @@ impl<S: CallSpawner> SipDriver<S> {
     /// taking every call of the process down with the driver task.
     fn input(&mut self, from: Peer, data: &[u8]) {
         let now = Instant::now().into_std();
+        if lock(&self.guard).admit(now, from.addr.ip()).is_err() {
+            // Not allowed, over its rate or banned: dropped unparsed, counted by the guard.
+            return;
+        }
         let endpoint = &mut self.endpoint;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             endpoint.handle_input(now, from, data);
@@ -150,6 +182,18 @@ impl<S: CallSpawner> SipDriver<S> {
         if outcome.is_err() {
             error!(from = %from.addr, len = data.len(), "SIP endpoint panicked on input; message dropped");
         }
+    }
+
+    /// Stores the drop and ban totals where `/metrics` reads them.
+    fn publish(&self) {
+        let mut drops = self.endpoint.stats().drops();
+        drops.merge(&self.drops);
+        let bans = {
+            let guard = lock(&self.guard);
+            drops.merge(&guard.stats().drops);
+            guard.stats().bans
+        };
+        self.counters.store_drops(&drops, bans);
     }
 
     fn apply(&mut self, command: SipCommand) {
@@ -202,11 +246,27 @@ impl<S: CallSpawner> SipDriver<S> {
             let (call, event) = match event {
                 Event::IncomingCall(incoming) => {
                     let call = incoming.call;
+                    let now = Instant::now().into_std();
                     if self.spawner.refusing() {
                         // RFC 3261 §21.5.4: we are going away; another server may take it.
-                        let now = Instant::now().into_std();
                         let _ = self.endpoint.reject(now, call, 503);
                         continue;
+                    }
+                    match self.admission.decide(now, &incoming, &self.counters) {
+                        Decision::Admit => {}
+                        Decision::Challenge(challenges) => {
+                            let headers: Vec<(&str, String)> = challenges
+                                .into_iter()
+                                .map(|c| ("WWW-Authenticate", c))
+                                .collect();
+                            let _ = self.endpoint.reject_with(now, call, 401, &headers);
+                            continue;
+                        }
+                        Decision::Discard => {
+                            self.drops.add(DropReason::NotAllowed);
+                            let _ = self.endpoint.discard(now, call);
+                            continue;
+                        }
                     }
                     let (tx, rx) = mpsc::unbounded_channel();
                     calls.insert(call, tx);
@@ -246,10 +306,21 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-async fn accept_loop(listener: TcpListener, events: mpsc::Sender<TcpEvent>, max: usize) {
+async fn accept_loop(
+    listener: TcpListener,
+    events: mpsc::Sender<TcpEvent>,
+    max: usize,
+    guard: Arc<Mutex<SourceGuard>>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                let now = Instant::now().into_std();
+                if lock(&guard).admit(now, addr.ip()).is_err() {
+                    // A source not allowed, or banned, gets its connection closed at once.
+                    drop(stream);
+                    continue;
+                }
                 let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
                 tokio::spawn(serve_connection(stream, addr, conn, events.clone(), max));
             }
@@ -287,6 +358,7 @@ async fn serve_connection(
     });
     let mut framer = StreamFramer::new(max);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut error = None;
     'read: loop {
         let n = match reader.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -305,15 +377,19 @@ async fn serve_connection(
                     }
                 }
                 Ok(None) => break,
-                Err(error) => {
+                Err(e) => {
                     // RFC 3261 §18.3: without a usable Content-Length the stream cannot be
                     // re-synchronised; close it.
-                    debug!(%addr, %error, "closing SIP TCP connection");
+                    debug!(%addr, error = %e, "closing SIP TCP connection");
+                    error = Some(match e {
+                        ParseError::TooLarge { .. } => DropReason::Oversize,
+                        _ => DropReason::Malformed,
+                    });
                     break 'read;
                 }
             }
         }
     }
-    let _ = events.send(TcpEvent::Closed { conn }).await;
+    let _ = events.send(TcpEvent::Closed { conn, error }).await;
     write.abort();
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::drops::{DropCounts, DropReason};
 use crate::error::Error;
 use crate::info::{self, InfoBody};
 use crate::message::{
@@ -23,6 +24,21 @@ const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
 /// The RFC 3261 branch magic cookie (§8.1.1.7).
 const MAGIC_COOKIE: &str = "z9hG4bK";
 const DEFAULT_SIP_PORT: u16 = 5060;
+
+/// `User-Agent` substrings of well-known SIP scanners and war-dialers (matched
+/// case-insensitively); the default of [`EndpointConfig::scanner_user_agents`].
+pub const KNOWN_SCANNERS: &[&str] = &[
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "sipscan",
+    "sundayddr",
+    "iwar",
+    "vaxsipuseragent",
+    "pplsip",
+    "smap",
+];
 
 /// Identifies one call for the application. Dead after [`Event::CallEnded`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,6 +77,9 @@ pub struct EndpointConfig {
     pub timers: TimerConfig,
     /// Larger datagrams are dropped and counted in [`Stats::oversize`].
     pub max_message_size: usize,
+    /// Requests whose `User-Agent` contains one of these (case-insensitively) are dropped
+    /// unanswered and counted in [`Stats::scanner`]. Default: [`KNOWN_SCANNERS`].
+    pub scanner_user_agents: Vec<String>,
 }
 
 impl Default for EndpointConfig {
@@ -71,11 +90,15 @@ impl Default for EndpointConfig {
             contact_tcp: SocketAddr::from(([127, 0, 0, 1], DEFAULT_SIP_PORT)),
             timers: TimerConfig::default(),
             max_message_size: 64 * 1024,
+            scanner_user_agents: KNOWN_SCANNERS.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
 
 /// What the endpoint tells the application.
+// IncomingCall is the large variant, and there is one per INVITE: events are queued briefly
+// and rarely, so boxing it would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A dialog-creating INVITE. `100 Trying` has already been queued. The
@@ -125,9 +148,13 @@ pub struct IncomingCall {
     pub from_display: Option<String>,
     /// The To URI.
     pub to: String,
+    /// The Request-URI as received.
+    pub request_uri: String,
     /// User part of the Request-URI, percent-decoded.
     pub request_user: Option<String>,
     pub request_host: String,
+    /// Every `Authorization` header value (RFC 3261 §22.2), for digest authentication.
+    pub authorization: Vec<String>,
     pub sdp: Option<Vec<u8>>,
     pub source: Peer,
 }
@@ -147,6 +174,8 @@ pub enum EndReason {
     Rejected(u16),
     /// The TCP connection carrying the dialog closed.
     TransportError,
+    /// The application dropped the INVITE unanswered ([`Endpoint::discard`]).
+    Discarded,
 }
 
 /// Counters; never reset.
@@ -170,6 +199,24 @@ pub struct Stats {
     pub requests_sent: u64,
     /// Responses that matched none of our client transactions.
     pub unmatched_responses: u64,
+    /// Requests from known scanners, dropped unanswered.
+    pub scanner: u64,
+}
+
+impl Stats {
+    /// The inputs dropped unanswered, by reason.
+    pub fn drops(&self) -> DropCounts {
+        let mut counts = DropCounts::default();
+        for (reason, n) in [
+            (DropReason::Oversize, self.oversize),
+            (DropReason::Malformed, self.parse_errors),
+            (DropReason::Stray, self.dropped_other),
+            (DropReason::Scanner, self.scanner),
+        ] {
+            counts.add_n(reason, n);
+        }
+        counts
+    }
 }
 
 /// Identifies a server transaction (RFC 3261 §17.2.3): the top Via branch and
@@ -367,7 +414,13 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(config: EndpointConfig) -> Self {
+    pub fn new(mut config: EndpointConfig) -> Self {
+        config.scanner_user_agents = config
+            .scanner_user_agents
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.to_ascii_lowercase())
+            .collect();
         Endpoint {
             config,
             stats: Stats::default(),
@@ -525,6 +578,65 @@ impl Endpoint {
         Ok(())
     }
 
+    /// [`Endpoint::reject`] with extra header fields, e.g. a `401 Unauthorized` with its
+    /// `WWW-Authenticate` challenges (RFC 3261 §22.2). The 401 is a final response of its
+    /// own INVITE transaction: the ACK for it is absorbed there, and the retried INVITE (new
+    /// branch, higher CSeq) is a new call.
+    pub fn reject_with(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        headers: &[(&str, String)],
+    ) -> Result<(), Error> {
+        if !(300..=699).contains(&status) {
+            return Err(Error::InvalidStatus(status));
+        }
+        let c = self.calls.get(&call).ok_or(Error::UnknownCall(call))?;
+        if c.state != CallState::Offered {
+            return Err(Error::InvalidState {
+                call,
+                state: c.state.name(),
+            });
+        }
+        let key = c.invite_tx.clone();
+        self.send_final_on_tx(now, &key, status, headers, None);
+        self.end_call(call, EndReason::Rejected(status));
+        Ok(())
+    }
+
+    /// Drops an offered call without a word: no final response is ever sent, and the
+    /// `100 Trying` still waiting in [`Endpoint::poll_transmit`] is withdrawn (poll events
+    /// before transmits to make that count). Retransmissions of the INVITE are absorbed
+    /// silently until the transaction is forgotten after 64*T1. For sources that should
+    /// learn nothing, e.g. one outside the called account's allow-list. Emits
+    /// `CallEnded{Discarded}`.
+    pub fn discard(&mut self, now: Instant, call: CallHandle) -> Result<(), Error> {
+        let c = self.calls.get(&call).ok_or(Error::UnknownCall(call))?;
+        if c.state != CallState::Offered {
+            return Err(Error::InvalidState {
+                call,
+                state: c.state.name(),
+            });
+        }
+        let key = c.invite_tx.clone();
+        if let Some(tx) = self.server_txs.get_mut(&key) {
+            if let Some(trying) = tx.last_response.take() {
+                let before = self.transmits.len();
+                self.transmits.retain(|t| t.payload != trying);
+                let withdrawn = (before - self.transmits.len()) as u64;
+                self.stats.responses_sent = self.stats.responses_sent.saturating_sub(withdrawn);
+            }
+            tx.state = ServerState::Completed;
+            self.timers.set(
+                TimerKind::ServerLinger(key),
+                now + self.config.timers.t1 * 64,
+            );
+        }
+        self.end_call(call, EndReason::Discarded);
+        Ok(())
+    }
+
     /// 200 OK to the pending re-INVITE, with `sdp`; retransmitted until ACK like
     /// the initial 2xx. The re-INVITE's Contact becomes the remote target
     /// (target refresh, RFC 3261 §12.2.2).
@@ -669,6 +781,10 @@ impl Endpoint {
             self.stats.parse_errors += 1;
             return;
         };
+        if self.is_scanner(&msg) {
+            self.stats.scanner += 1;
+            return;
+        }
         let method = match &msg.start {
             StartLine::Request { method, .. } => method.clone(),
             StartLine::Response { .. } => {
@@ -707,6 +823,11 @@ impl Endpoint {
             return;
         };
         let method = method.clone();
+        if self.is_scanner(&msg) {
+            // Scanners learn nothing, not even that something listens here.
+            self.stats.scanner += 1;
+            return;
+        }
         let vias = msg.list("Via");
         let Some(top) = vias.first().and_then(|v| Via::parse(v)) else {
             // Without a Via there is nowhere to send a response (RFC 3261 §18.2.2).
@@ -886,8 +1007,10 @@ impl Endpoint {
             from_display: req.msg.first("From").and_then(display_name),
             from: req.from.uri,
             to: req.to.uri,
+            request_uri: req.uri.clone(),
             request_user,
             request_host,
+            authorization: req.msg.all("Authorization").map(str::to_string).collect(),
             sdp,
             source: from,
         }));
@@ -1226,6 +1349,16 @@ impl Endpoint {
     }
 
     // ----- helpers -----
+
+    fn is_scanner(&self, msg: &Message) -> bool {
+        // The patterns were lowercased in `new`.
+        let patterns = &self.config.scanner_user_agents;
+        !patterns.is_empty()
+            && msg.all("User-Agent").any(|ua| {
+                let ua = ua.to_ascii_lowercase();
+                patterns.iter().any(|p| ua.contains(p.as_str()))
+            })
+    }
 
     fn random_token(&mut self) -> String {
         format!("{:016x}", self.rng.gen::<u64>())
@@ -1942,10 +2075,12 @@ fn reason_phrase(code: u16) -> &'static str {
         180 => "Ringing",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",

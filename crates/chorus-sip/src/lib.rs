@@ -20,6 +20,16 @@
 //!   [`Peer`]; for TCP on `peer.conn`), [`Endpoint::poll_event`] until `None`,
 //!   then sleep until [`Endpoint::poll_timeout`].
 //!
+//! ## Security
+//!
+//! [`guard::SourceGuard`] admits or drops input per source address before it is parsed
+//! (allow-list, token-bucket rate limit, temporary bans, bounded memory);
+//! [`auth::DigestAuth`] challenges and verifies digest credentials (RFC 3261 §22, RFC 7616,
+//! RFC 8760) for the application to apply with [`Endpoint::reject_with`] (401) or
+//! [`Endpoint::discard`] (a silent drop). The endpoint itself drops requests from known
+//! scanner user agents ([`EndpointConfig::scanner_user_agents`]). Every drop is counted by
+//! [`DropReason`].
+//!
 //! ## Invariants
 //!
 //! - Input from the network never panics: malformed requests get a 400 when
@@ -56,8 +66,11 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auth;
+mod drops;
 pub mod endpoint;
 pub mod error;
+pub mod guard;
 mod info;
 mod message;
 pub mod reason;
@@ -65,8 +78,10 @@ pub mod sdp_offer_answer;
 mod timers;
 pub mod transport;
 
+pub use drops::{DropCounts, DropReason};
 pub use endpoint::{
     CallHandle, EndReason, Endpoint, EndpointConfig, Event, IncomingCall, Stats, TimerConfig,
+    KNOWN_SCANNERS,
 };
 pub use error::{Error, ParseError, SdpError};
 pub use message::normalize;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use chorus_engine::{Account, EngineConfig};
+use chorus_engine::{Account, EngineConfig, SipUser};
+use chorus_sip::auth::Algorithm;
+use chorus_sip::guard::{IpNet, RateLimit};
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/chorus.toml");
@@ -37,6 +39,44 @@ pub struct FileConfig {
 pub struct SipSection {
     pub listen: Option<SocketAddr>,
     pub advertise: Option<IpAddr>,
+    /// Larger SIP messages are dropped (UDP) or close their TCP connection (default 65536).
+    pub max_message_bytes: Option<usize>,
+    /// Sources (CIDR or address) allowed to send SIP at all; absent or empty = any.
+    pub allow_from: Option<Vec<String>>,
+    /// `User-Agent` substrings dropped unanswered (default: well-known scanners; [] = none).
+    pub scanner_user_agents: Option<Vec<String>>,
+    #[serde(default)]
+    pub rate_limit: RateLimitSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[sip.rate_limit]`: a token bucket per source address, and bans.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Average requests per second per source (default 50; 0 = no limit).
+    pub requests_per_s: Option<u32>,
+    /// Requests a source may send at once (default 100).
+    pub burst: Option<u32>,
+    /// How long a source over its rate is ignored (default 60; 0 = only drop the excess).
+    pub ban_s: Option<u64>,
+    /// Sources tracked at once (default 10000).
+    pub max_sources: Option<usize>,
+    /// Sources never limited (default loopback: `["127.0.0.0/8", "::1/128"]`).
+    pub exempt: Option<Vec<String>>,
+}
+
+/// `[sip.auth]`: digest authentication of accounts that have SIP users.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// The realm phones see (default "chorus").
+    pub realm: Option<String>,
+    /// How long a nonce may be used (default 300).
+    pub nonce_ttl_s: Option<u64>,
+    /// Offered in this order (default ["SHA-256", "MD5"]).
+    pub algorithms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +154,22 @@ pub struct AccountEntry {
     pub fallback_method: Option<String>,
     pub hangup_url: Option<String>,
     pub hangup_method: Option<String>,
+    /// One SIP digest user: INVITEs routed to this account must authenticate.
+    pub sip_username: Option<String>,
+    pub sip_password: Option<String>,
+    /// More SIP digest users (`[[accounts.sip_users]]`).
+    #[serde(default)]
+    pub sip_users: Vec<SipUserEntry>,
+    /// Sources (CIDR or address) allowed to call this account; absent or empty = any.
+    #[serde(default)]
+    pub sip_allow_from: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipUserEntry {
+    pub username: String,
+    pub password: String,
 }
 
 /// Command-line values that replace the file's.
@@ -169,6 +225,113 @@ pub fn parse_account(text: &str) -> anyhow::Result<Account> {
     Ok(Account::new(id, token))
 }
 
+/// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
+fn parse_nets(items: &[String], what: &str) -> anyhow::Result<Vec<IpNet>> {
+    items
+        .iter()
+        .map(|item| {
+            let item = item.trim();
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .with_context(|| format!("{what}: {item:?} is not an address or CIDR block"))
+        })
+        .collect()
+}
+
+/// An account's SIP users: `sip_username`/`sip_password` and `[[accounts.sip_users]]`.
+fn sip_users(entry: &AccountEntry) -> anyhow::Result<Vec<SipUser>> {
+    let id = &entry.auth_id;
+    let mut users = Vec::new();
+    match (&entry.sip_username, &entry.sip_password) {
+        (Some(username), Some(password)) => users.push(SipUser {
+            username: username.clone(),
+            password: password.clone(),
+        }),
+        (None, None) => {}
+        _ => bail!("account {id}: sip_username and sip_password go together"),
+    }
+    users.extend(entry.sip_users.iter().map(|u| SipUser {
+        username: u.username.clone(),
+        password: u.password.clone(),
+    }));
+    for (i, user) in users.iter().enumerate() {
+        if user.username.is_empty() || user.password.is_empty() {
+            bail!("account {id}: SIP users need a non-empty username and password");
+        }
+        if users[..i].iter().any(|u| u.username == user.username) {
+            bail!("account {id}: SIP user {:?} is listed twice", user.username);
+        }
+    }
+    Ok(users)
+}
+
+/// The `[sip]` security settings onto the engine's.
+fn sip_security(sip: &SipSection, engine: &mut EngineConfig) -> anyhow::Result<()> {
+    let security = &mut engine.sip_security;
+    if let Some(max) = sip.max_message_bytes {
+        if !(1024..=65536).contains(&max) {
+            bail!("sip.max_message_bytes must be 1024..=65536, not {max}");
+        }
+        engine.max_sip_message = max;
+    }
+    security.guard.allow = parse_nets(
+        sip.allow_from.as_deref().unwrap_or_default(),
+        "sip.allow_from",
+    )?;
+    if let Some(agents) = &sip.scanner_user_agents {
+        security.scanner_user_agents = agents.clone();
+    }
+    let rl = &sip.rate_limit;
+    let per_second = rl.requests_per_s.unwrap_or(50);
+    let burst = rl.burst.unwrap_or(100);
+    if per_second > 0 && burst == 0 {
+        bail!("sip.rate_limit.burst must be at least 1");
+    }
+    security.guard.rate = (per_second > 0).then(|| RateLimit {
+        per_second,
+        burst,
+        ban: Duration::from_secs(rl.ban_s.unwrap_or(60)),
+    });
+    security.guard.max_sources = rl.max_sources.unwrap_or(10_000);
+    if security.guard.max_sources < 2 {
+        bail!("sip.rate_limit.max_sources must be at least 2");
+    }
+    let exempt = match &rl.exempt {
+        Some(list) => list.clone(),
+        None => vec!["127.0.0.0/8".into(), "::1/128".into()],
+    };
+    security.guard.exempt = parse_nets(&exempt, "sip.rate_limit.exempt")?;
+    let auth = &sip.auth;
+    if let Some(realm) = &auth.realm {
+        if realm.is_empty() {
+            bail!("sip.auth.realm must not be empty");
+        }
+        security.digest.realm = realm.clone();
+    }
+    if let Some(ttl) = auth.nonce_ttl_s {
+        if ttl == 0 {
+            bail!("sip.auth.nonce_ttl_s must be at least 1");
+        }
+        security.digest.nonce_ttl = Duration::from_secs(ttl);
+    }
+    if let Some(names) = &auth.algorithms {
+        let mut algorithms = Vec::new();
+        for name in names {
+            let alg = Algorithm::parse(name)
+                .with_context(|| format!("sip.auth.algorithms: {name:?} is not SHA-256 or MD5"))?;
+            if algorithms.contains(&alg) {
+                bail!("sip.auth.algorithms lists {name:?} twice");
+            }
+            algorithms.push(alg);
+        }
+        if algorithms.is_empty() {
+            bail!("sip.auth.algorithms must not be empty");
+        }
+        security.digest.algorithms = algorithms;
+    }
+    Ok(())
+}
+
 /// `GET` or `POST` (any case); absent = POST.
 fn method(text: Option<&str>) -> anyhow::Result<chorus_flow::Method> {
     match text.map(str::to_ascii_uppercase).as_deref() {
@@ -213,6 +376,11 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
             .into_iter()
             .map(|a| {
                 let mut account = parse_account(&format!("{}:{}", a.auth_id, a.auth_token))?;
+                account.sip_users = sip_users(&a)?;
+                account.sip_allow_from = parse_nets(
+                    &a.sip_allow_from,
+                    &format!("account {}: sip_allow_from", a.auth_id),
+                )?;
                 account.numbers = a
                     .numbers
                     .iter()
@@ -246,6 +414,7 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
     engine.sip_listen = sip_listen;
     engine.advertise_ip = advertise_ip;
     engine.rtp_bind_ip = file.rtp.bind.unwrap_or(sip_listen.ip());
+    sip_security(&file.sip, &mut engine)?;
     engine.accounts = accounts;
     engine.answer_url = checked_url(overrides.answer_url.or(file.calls.answer_url), "answer_url")?;
     engine.answer_method = method(file.calls.answer_method.as_deref())?;
@@ -392,6 +561,114 @@ mod tests {
         assert!(resolve(parse_file(bad).unwrap(), Overrides::default()).is_err());
         let bad = "[calls]\nanswer_method=\"PUT\"\n[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
         assert!(resolve(parse_file(bad).unwrap(), Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn sip_security_defaults_limit_rates_except_loopback_and_offer_sha256_first() {
+        let settings = resolve(parse_file(DEFAULT_CONFIG).unwrap(), Overrides::default()).unwrap();
+        let security = &settings.engine.sip_security;
+        let rate = security.guard.rate.unwrap();
+        assert_eq!((rate.per_second, rate.burst), (50, 100));
+        assert_eq!(rate.ban, Duration::from_secs(60));
+        assert!(security.guard.allow.is_empty());
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(security.guard.exempt.iter().any(|n| n.contains(&loopback)));
+        assert_eq!(
+            security.digest.algorithms,
+            [Algorithm::Sha256, Algorithm::Md5]
+        );
+        assert_eq!(security.digest.nonce_ttl, Duration::from_secs(300));
+        assert!(security
+            .scanner_user_agents
+            .iter()
+            .any(|s| s == "friendly-scanner"));
+        assert_eq!(settings.engine.max_sip_message, 65536);
+        // A file that says nothing gets the same.
+        let bare = "[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
+        let bare = resolve(parse_file(bare).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(bare.engine.sip_security.guard, security.guard);
+        assert_eq!(bare.engine.sip_security.digest, security.digest);
+    }
+
+    #[test]
+    fn sip_security_settings_and_account_credentials_are_read() {
+        let text = r#"
+            [sip]
+            max_message_bytes = 4096
+            allow_from = ["10.0.0.0/8", "192.0.2.7"]
+            scanner_user_agents = []
+            [sip.rate_limit]
+            requests_per_s = 0
+            [sip.auth]
+            realm = "example.com"
+            nonce_ttl_s = 60
+            algorithms = ["MD5"]
+            [[accounts]]
+            auth_id = "a"
+            auth_token = "b"
+            sip_username = "alice"
+            sip_password = "pw1"
+            sip_allow_from = ["203.0.113.0/24"]
+            [[accounts.sip_users]]
+            username = "bob"
+            password = "pw2"
+        "#;
+        let s = resolve(parse_file(text).unwrap(), Overrides::default()).unwrap();
+        let security = &s.engine.sip_security;
+        assert_eq!(s.engine.max_sip_message, 4096);
+        assert_eq!(security.guard.allow.len(), 2);
+        assert!(security.guard.allow[1].contains(&"192.0.2.7".parse::<IpAddr>().unwrap()));
+        assert!(security.scanner_user_agents.is_empty());
+        assert!(security.guard.rate.is_none());
+        assert_eq!(security.digest.realm, "example.com");
+        assert_eq!(security.digest.nonce_ttl, Duration::from_secs(60));
+        assert_eq!(security.digest.algorithms, [Algorithm::Md5]);
+        let account = &s.engine.accounts[0];
+        let users: Vec<_> = account
+            .sip_users
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect();
+        assert_eq!(users, ["alice", "bob"]);
+        assert_eq!(account.sip_allow_from.len(), 1);
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("pw1") && !printed.contains("pw2"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn bad_sip_security_settings_are_refused() {
+        let account = "[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
+        for bad in [
+            "[sip]\nallow_from = [\"10.0.0.0/33\"]\n",
+            "[sip]\nallow_from = [\"example.com\"]\n",
+            "[sip]\nmax_message_bytes = 100\n",
+            "[sip.rate_limit]\nburst = 0\n",
+            "[sip.rate_limit]\nexempt = [\"x\"]\n",
+            "[sip.auth]\nalgorithms = [\"SHA-512\"]\n",
+            "[sip.auth]\nalgorithms = []\n",
+            "[sip.auth]\nalgorithms = [\"MD5\", \"md5\"]\n",
+            "[sip.auth]\nnonce_ttl_s = 0\n",
+            "[sip.auth]\nrealm = \"\"\n",
+            "[sip.rate_limit]\nrequests_per_sec = 5\n",
+        ] {
+            let text = format!("{bad}{account}");
+            let parsed = parse_file(&text).and_then(|f| resolve(f, Overrides::default()));
+            assert!(parsed.is_err(), "accepted:\n{text}");
+        }
+        for bad in [
+            "sip_username = \"alice\"\n",
+            "sip_password = \"pw\"\n",
+            "sip_username = \"\"\nsip_password = \"pw\"\n",
+            "sip_username = \"a\"\nsip_password = \"pw\"\n[[accounts.sip_users]]\nusername = \"a\"\npassword = \"x\"\n",
+            "sip_allow_from = [\"300.1.1.1\"]\n",
+        ] {
+            let text = format!("{account}{bad}");
+            let parsed = parse_file(&text).and_then(|f| resolve(f, Overrides::default()));
+            assert!(parsed.is_err(), "accepted:\n{text}");
+        }
     }
 
     #[test]
