@@ -193,7 +193,13 @@ fn contact_uri(r: &Response) -> String {
 
 /// ACKs the INVITE's final response (RFC 3261 §17.1.1.3 for non-2xx: same branch; §13.2.2.4
 /// for 2xx: a new transaction) and, after a 2xx, hangs up with BYE, waiting for its 200.
-fn end_dialog(socket: &UdpSocket, engine: SocketAddr, final_response: &Response, file: &str) {
+fn end_dialog(
+    socket: &UdpSocket,
+    engine: SocketAddr,
+    invite: &rfc4475::Message,
+    final_response: &Response,
+) {
+    let file = &invite.file;
     let local = socket.local_addr().expect("local addr");
     let via = final_response.header("Via").expect("Via");
     let from = final_response.header("From").expect("From");
@@ -214,7 +220,11 @@ fn end_dialog(socket: &UdpSocket, engine: SocketAddr, final_response: &Response,
         )
     } else {
         // The non-2xx ACK reuses the INVITE's Request-URI and top Via (branch included).
-        let request_uri = format!("sip:{}", engine);
+        let request_uri = String::from_utf8_lossy(&invite.bytes)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
         (
             request_uri,
             via.split(',').next().unwrap_or(&via).to_string(),
@@ -311,7 +321,7 @@ fn run_one(engine: &Engine, n: usize, message: &rfc4475::Message) -> (Outcome, u
             .iter()
             .find(|r| r.status >= 200)
             .unwrap_or_else(|| panic!("{}: 100 Trying and no final response", message.file));
-        end_dialog(&socket, engine.sip, last, &message.file);
+        end_dialog(&socket, engine.sip, message, last);
         Invite(last.status)
     } else {
         let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
