@@ -212,6 +212,8 @@ pub struct EngineOptions {
     /// `[[accounts]]` (with their `numbers`/`domains` routing patterns) are the engine's; the
     /// listen addresses and RTP ports still come from flags, which override the file.
     pub config_toml: Option<String>,
+    /// `RUST_LOG` of the engine; None = the test's own `RUST_LOG`, else `info`.
+    pub rust_log: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -220,6 +222,7 @@ impl Default for EngineOptions {
             rtp_ports: 40,
             extra_args: Vec::new(),
             config_toml: None,
+            rust_log: None,
         }
     }
 }
@@ -348,7 +351,11 @@ impl Engine {
             .args(&options.extra_args)
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                options
+                    .rust_log
+                    .clone()
+                    .or_else(|| std::env::var("RUST_LOG").ok())
+                    .unwrap_or_else(|| "info".into()),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log file handle"))

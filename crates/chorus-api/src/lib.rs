@@ -4,6 +4,9 @@
 //! - `GET /healthz` (the process answers) and `GET /readyz` (every component — SIP, RTP,
 //!   HTTP — is up and the engine is not draining);
 //! - `GET /openapi.json`: the OpenAPI 3.0 document of the REST surface (no auth);
+//! - `GET /metrics`: Prometheus text (no auth: bind HTTP to a private address);
+//! - `POST`/`GET /admin/drain`: start a graceful drain, or see how it goes, with the admin
+//!   token as `Authorization: Bearer` (see [`admin`]; absent without a configured token);
 //! - the 16 conference routes of API.md §4 under `/api/v1/Account/{auth_id}/` (Vobiz) and
 //!   `/v1/Account/{auth_id}/` (Plivo), both taking `X-Auth-ID`/`X-Auth-Token` or HTTP Basic
 //!   (see [`auth`]);
@@ -60,6 +63,7 @@
 //! readiness.set_ready("sip");
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod callback;
 pub mod control;
@@ -70,6 +74,7 @@ mod recording;
 mod rest;
 pub mod routes;
 
+pub use admin::{AdminControl, DrainStatus};
 pub use auth::{Accounts, Credential};
 pub use callback::{CallbackMethod, CallbackRequest, CallbackSink, HttpCallbackSink};
 pub use control::{
@@ -143,6 +148,7 @@ pub struct ApiState {
     control: Arc<dyn ConferenceControl>,
     callbacks: Arc<dyn CallbackSink>,
     metrics: Option<Arc<prometheus_client::registry::Registry>>,
+    admin: Option<admin::Admin>,
 }
 
 impl ApiState {
@@ -162,7 +168,14 @@ impl ApiState {
             control: Arc::new(control),
             callbacks,
             metrics: None,
+            admin: None,
         }
+    }
+
+    /// Serves `/admin/drain` to holders of `token` (see [`admin`]).
+    pub fn with_admin(mut self, token: String, control: impl AdminControl) -> Self {
+        self.admin = Some(admin::Admin::new(token, control));
+        self
     }
 
     /// Serves `registry` at `GET /metrics` in the Prometheus text format.
@@ -193,6 +206,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
+        .route(
+            "/admin/drain",
+            axum::routing::post(admin::start_drain).get(admin::drain_status),
+        )
         .fallback(rest::dispatch)
         .with_state(state)
 }
@@ -269,7 +286,7 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    struct NoRooms;
+    pub(crate) struct NoRooms;
     impl ConferenceControl for NoRooms {
         fn list(&self, _: &str) -> Vec<String> {
             Vec::new()

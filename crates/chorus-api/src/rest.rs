@@ -147,8 +147,14 @@ pub(crate) async fn dispatch(State(state): State<ApiState>, request: Request) ->
         )
         .await
         {
-            Ok(response) => response,
-            Err(e) => e.response(&api_id),
+            Ok(response) => {
+                tracing::debug!(status = response.status().as_u16(), "request served");
+                response
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "request refused");
+                e.response(&api_id)
+            }
         }
     }
     .instrument(span)

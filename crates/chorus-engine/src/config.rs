@@ -157,6 +157,10 @@ pub struct EngineConfig {
     pub mixer: MixerConfig,
     /// How long shutdown waits for BYEs to be answered before giving up.
     pub hangup_timeout: Duration,
+    /// While draining, new INVITEs and OPTIONS get 503 with this `Retry-After` (seconds).
+    pub drain_retry_after: u32,
+    /// How long shutdown waits for the recordings it stops to finish their files.
+    pub recording_finish_timeout: Duration,
     pub user_agent: String,
     /// Larger SIP messages are dropped (UDP) or close their connection (TCP), counted.
     pub max_sip_message: usize,
@@ -184,6 +188,8 @@ impl EngineConfig {
             public_url: "http://127.0.0.1:8080".into(),
             mixer: MixerConfig::default(),
             hangup_timeout: Duration::from_secs(5),
+            drain_retry_after: 60,
+            recording_finish_timeout: Duration::from_secs(10),
             user_agent: format!("Chorus/{}", env!("CARGO_PKG_VERSION")),
             max_sip_message: 64 * 1024,
             sip_security: SipSecurity::default(),

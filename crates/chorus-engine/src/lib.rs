@@ -4,13 +4,20 @@
 //! `chorus-mixer` and the SIP driver task, and from then on runs one task per call. Without
 //! an answer URL every call runs the default flow: it is answered and joins the room named
 //! after the dialled user part (`INVITE sip:room42@host` → room `room42` of the first
-//! account); the room ends with its last member. [`Engine::shutdown`] hangs every live call
-//! up with a BYE, waits (bounded) for the answers, then stops the threads.
+//! account); the room ends with its last member.
+//!
+//! Stopping is a drain: [`Engine::start_drain`] refuses new INVITEs and OPTIONS with 503 and
+//! `Retry-After` while the live calls carry on; [`Engine::idle`] resolves when the last one has
+//! ended. [`Engine::shutdown`] then (or at the operator's deadline) hangs up whatever is left
+//! with a BYE carrying `Reason: SIP;cause=503` (RFC 3326), waits (bounded) for the answers,
+//! stops every recording and waits for its file, then stops the threads.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chorus_engine::EngineError> {
 //! let engine = chorus_engine::Engine::start(chorus_engine::EngineConfig::loopback(5060, (20000, 20999))).await?;
 //! // ... serve calls ...
+//! engine.start_drain();
+//! engine.idle().await; // or a deadline
 //! engine.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -31,6 +38,7 @@ mod recording;
 mod rooms;
 mod silence;
 mod sip_driver;
+mod sip_metrics;
 mod sip_security;
 pub mod webhooks;
 
@@ -63,9 +71,17 @@ pub(crate) struct Shared {
     mixer: MixerHandle,
     sip: mpsc::UnboundedSender<SipCommand>,
     active_calls: AtomicUsize,
+    /// Calls ever started (INVITEs handed to a call task).
+    calls_total: AtomicU64,
     calls_changed: Notify,
     next_leg: AtomicU64,
+    /// New calls are refused: draining or stopping.
     refusing: AtomicBool,
+    /// True once draining began (watchers learn of it at once).
+    draining: watch::Sender<bool>,
+    /// Set when shutdown hangs the remaining calls up: their BYEs carry it.
+    shutdown_reason: std::sync::OnceLock<chorus_sip::Reason>,
+    sip_metrics: Arc<sip_metrics::SipMetrics>,
     prompts: prompts::Prompts,
     webhooks: webhooks::Webhooks,
     recordings: recording::Recordings,
@@ -131,6 +147,7 @@ impl Shared {
 
     fn calls_started(&self) {
         self.active_calls.fetch_add(1, Ordering::AcqRel);
+        self.calls_total.fetch_add(1, Ordering::Relaxed);
     }
 
     fn calls_ended(&self) {
@@ -151,6 +168,51 @@ impl CallSpawner for Spawner {
 
     fn refusing(&self) -> bool {
         self.shared.refusing.load(Ordering::Acquire)
+    }
+
+    fn unavailable(&self) -> Option<u32> {
+        self.refusing()
+            .then_some(self.shared.config.drain_retry_after)
+    }
+
+    fn hangup_reason(&self) -> Option<chorus_sip::Reason> {
+        self.shared.shutdown_reason.get().cloned()
+    }
+}
+
+/// Starts the drain of a running engine; see [`Engine::start_drain`].
+#[derive(Clone)]
+pub struct DrainHandle(Arc<Shared>);
+
+impl DrainHandle {
+    /// Starts draining; true the first time.
+    pub fn start(&self) -> bool {
+        self.0.refusing.store(true, Ordering::Release);
+        let first = !self.0.draining.send_replace(true);
+        if first {
+            info!(
+                calls = self.0.active_calls.load(Ordering::Acquire),
+                retry_after = self.0.config.drain_retry_after,
+                "draining: new calls are refused, live calls carry on"
+            );
+        }
+        first
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.0.draining.borrow()
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.0.active_calls.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for DrainHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DrainHandle")
+            .field("draining", &self.is_draining())
+            .finish()
     }
 }
 
@@ -226,9 +288,13 @@ impl Engine {
             mixer: mixer.handle(),
             sip: sip_tx,
             active_calls: AtomicUsize::new(0),
+            calls_total: AtomicU64::new(0),
             calls_changed: Notify::new(),
             next_leg: AtomicU64::new(1),
             refusing: AtomicBool::new(false),
+            draining: watch::channel(false).0,
+            shutdown_reason: std::sync::OnceLock::new(),
+            sip_metrics: Arc::default(),
             prompts: prompts::Prompts::new(),
             webhooks: webhooks::Webhooks::new(webhooks::WebhookConfig {
                 user_agent: config.user_agent.clone(),
@@ -255,6 +321,7 @@ impl Engine {
             },
             stop: driver_stop,
             max_message: shared.config.max_sip_message,
+            metrics: shared.sip_metrics.clone(),
             guard,
             admission,
             counters: sip_counters,
@@ -303,13 +370,53 @@ impl Engine {
         &self.shared.mixer
     }
 
-    /// Refuses new calls (503), hangs up every live call with BYE and waits for them to end
-    /// (at most the configured hangup timeout), then stops SIP and the media threads.
+    /// A handle that starts the drain from elsewhere (an admin request).
+    pub fn drain_handle(&self) -> DrainHandle {
+        DrainHandle(self.shared.clone())
+    }
+
+    /// Starts draining (idempotent): from now on new INVITEs and OPTIONS are answered 503
+    /// with `Retry-After` (RFC 3261 §21.5.4); live calls, rooms and recordings carry on.
+    pub fn start_drain(&self) {
+        self.drain_handle().start();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.shared.draining.borrow()
+    }
+
+    /// Resolves once draining has begun (by [`Engine::start_drain`] or a [`DrainHandle`]).
+    pub async fn draining(&self) {
+        let mut rx = self.shared.draining.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Resolves when no call is left.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.shared.calls_changed.notified();
+            if self.active_calls() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Refuses new calls (503), hangs up every live call with a BYE carrying
+    /// `Reason: SIP;cause=503` and waits for them to end (at most the configured hangup
+    /// timeout), stops every recording and waits for its file (at most the recording finish
+    /// timeout), then stops SIP and the media threads.
     pub async fn shutdown(self) {
-        self.shared.refusing.store(true, Ordering::Release);
+        self.start_drain();
+        let _ = self
+            .shared
+            .shutdown_reason
+            .set(chorus_sip::Reason::sip(503, "Server shutting down"));
         let _ = self.hang_up_calls.send(true);
         let live = self.active_calls();
-        info!(live, "hanging up every call");
+        if live > 0 {
+            info!(live, "hanging up the remaining calls");
+        }
         let deadline = tokio::time::Instant::now() + self.shared.config.hangup_timeout;
         loop {
             let notified = self.shared.calls_changed.notified();
@@ -323,6 +430,17 @@ impl Engine {
                 );
                 break;
             }
+        }
+        let recordings = self.shared.recordings.live_count();
+        if recordings > 0 {
+            info!(recordings, "finishing the recordings");
+        }
+        let timeout = self.shared.config.recording_finish_timeout;
+        if !self.shared.recordings.finish_all(timeout).await {
+            warn!(
+                left = self.shared.recordings.live_count(),
+                "recordings still being written at the timeout"
+            );
         }
         let _ = self.stop_driver.send(true);
         let _ = self.driver.await;

@@ -17,6 +17,7 @@ use chorus_flow::{Method, Params, Record, Target};
 use chorus_mixer::RoomId;
 use chorus_record::{Format, Metadata, RecordingInfo, RecordingResult, RecordingSpec, Status};
 use dashmap::DashMap;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -61,6 +62,24 @@ pub(crate) struct Recordings {
     public_url: String,
     max_duration: Option<Duration>,
     active: DashMap<String, Active>,
+    /// Every recording still being written (conference and call alike), so shutdown can
+    /// stop them and wait for their files.
+    live: DashMap<String, Arc<chorus_record::Recording>>,
+    live_changed: Notify,
+    pub counters: RecordingCounters,
+}
+
+/// Outcomes, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct RecordingCounters {
+    pub started: AtomicU64,
+    pub completed: AtomicU64,
+    pub failed: AtomicU64,
+    /// Finished at start-up from what a crash left.
+    pub recovered: AtomicU64,
+    /// Recordings that lost audio because their writer fell behind, and the samples lost.
+    pub dropped_audio: AtomicU64,
+    pub dropped_samples: AtomicU64,
 }
 
 /// A recording that started.
@@ -77,6 +96,42 @@ impl Recordings {
             public_url: public_url.trim_end_matches('/').to_owned(),
             max_duration,
             active: DashMap::new(),
+            live: DashMap::new(),
+            live_changed: Notify::new(),
+            counters: RecordingCounters::default(),
+        }
+    }
+
+    fn track(&self, id: &str, recording: Arc<chorus_record::Recording>) {
+        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        self.live.insert(id.to_owned(), recording);
+    }
+
+    fn untrack(&self, id: &str) {
+        self.live.remove(id);
+        self.live_changed.notify_waiters();
+    }
+
+    /// Recordings being written now.
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Shutdown: stops every recording (each writes what it has, then finishes its file)
+    /// and waits until all are finished, or `timeout`. True when none is left.
+    pub async fn finish_all(&self, timeout: Duration) -> bool {
+        for r in self.live.iter() {
+            r.value().stop();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let changed = self.live_changed.notified();
+            if self.live.is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.live.is_empty();
+            }
         }
     }
 
@@ -183,6 +238,7 @@ pub(crate) fn start_room(
     }
     let url = recordings.url(&key.account, &id, format);
     let recording = Arc::new(recording);
+    recordings.track(&id, recording.clone());
     recordings.active.insert(
         id.clone(),
         Active {
@@ -206,6 +262,7 @@ pub(crate) fn start_room(
                 .remove_tap(active.thread, active.room, active.tap);
         }
         completed(&shared, &result, recording_meta(&shared, &result));
+        shared.recordings.untrack(&finished_id);
     });
     Ok(Started { id, url })
 }
@@ -236,6 +293,19 @@ fn recording_meta(shared: &Shared, result: &RecordingResult) -> Option<Recording
 
 /// Sends the callback a finished (or recovered) recording owes.
 fn completed(shared: &Shared, result: &RecordingResult, info: Option<RecordingInfo>) {
+    let counters = &shared.recordings.counters;
+    match (&result.status, result.recovered) {
+        (_, true) => &counters.recovered,
+        (Status::Completed, false) => &counters.completed,
+        (Status::Failed(_), false) => &counters.failed,
+    }
+    .fetch_add(1, Ordering::Relaxed);
+    if result.dropped_audio() {
+        counters.dropped_audio.fetch_add(1, Ordering::Relaxed);
+        counters
+            .dropped_samples
+            .fetch_add(result.dropped_samples, Ordering::Relaxed);
+    }
     match &result.status {
         Status::Completed => info!(
             recording_id = %result.id,
@@ -472,15 +542,18 @@ pub(crate) async fn record_call(ctx: &mut CallCtx, spec: Record) -> Result<Optio
     }
     let url = ctx.shared.recordings.url(&ctx.account.auth_id, &id, format);
     let recording = Arc::new(recording);
+    ctx.shared.recordings.track(&id, recording.clone());
     info!(recording_id = %id, session = spec.record_session, "recording the call");
     // Callbacks (recordings.rs `completed`) go out when the file is complete, whoever ends it.
     {
         let shared = ctx.shared.clone();
         let recording = recording.clone();
+        let id = id.clone();
         tokio::spawn(async move {
             let result = recording.finished().await;
             let _ = shared.mixer.remove_tap(thread, room, tap_id);
             completed(&shared, &result, recording_meta(&shared, &result));
+            shared.recordings.untrack(&id);
         });
     }
     if spec.record_session {

@@ -94,6 +94,10 @@ pub(crate) trait CallSpawner: Send + 'static {
     fn spawn(&mut self, incoming: IncomingCall, events: mpsc::UnboundedReceiver<CallEvent>);
     /// While shutting down, new calls are refused instead.
     fn refusing(&self) -> bool;
+    /// While draining: the `Retry-After` (seconds) of the 503 new INVITEs and OPTIONS get.
+    fn unavailable(&self) -> Option<u32>;
+    /// The `Reason` (RFC 3326) the BYEs of engine hangups carry now, if any.
+    fn hangup_reason(&self) -> Option<chorus_sip::Reason>;
 }
 
 pub(crate) struct SipDriver<S> {
@@ -103,6 +107,8 @@ pub(crate) struct SipDriver<S> {
     pub spawner: S,
     pub stop: watch::Receiver<bool>,
     pub max_message: usize,
+    /// Requests and responses by method and status, both ways.
+    pub metrics: std::sync::Arc<crate::sip_metrics::SipMetrics>,
     /// Per-source admission before parsing; shared with the TCP accept loop.
     pub guard: Arc<Mutex<SourceGuard>>,
     /// Allow-lists and digest authentication of new INVITEs.
@@ -175,6 +181,8 @@ impl<S: CallSpawner> SipDriver<S> {
             // Not allowed, over its rate or banned: dropped unparsed, counted by the guard.
             return;
         }
+        self.metrics.received.count(data);
+        self.endpoint.set_unavailable(self.spawner.unavailable());
         let endpoint = &mut self.endpoint;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             endpoint.handle_input(now, from, data);
@@ -208,7 +216,10 @@ impl<S: CallSpawner> SipDriver<S> {
             SipCommand::RejectReinvite { call, status } => {
                 (call, self.endpoint.reject_reinvite(now, call, status))
             }
-            SipCommand::Hangup { call } => (call, self.endpoint.hangup(now, call)),
+            SipCommand::Hangup { call } => match self.spawner.hangup_reason() {
+                Some(reason) => (call, self.endpoint.hangup_with_reason(now, call, &reason)),
+                None => (call, self.endpoint.hangup(now, call)),
+            },
         };
         if let Err(error) = result {
             // The call may have ended on the wire meanwhile (BYE crossing our answer).
@@ -218,6 +229,7 @@ impl<S: CallSpawner> SipDriver<S> {
 
     async fn flush(&mut self, writers: &HashMap<ConnectionId, mpsc::UnboundedSender<Vec<u8>>>) {
         while let Some(transmit) = self.endpoint.poll_transmit() {
+            self.metrics.sent.count(&transmit.payload);
             match transmit.peer.transport {
                 Transport::Udp => {
                     if let Err(e) = self
@@ -249,6 +261,7 @@ impl<S: CallSpawner> SipDriver<S> {
                     let now = Instant::now().into_std();
                     if self.spawner.refusing() {
                         // RFC 3261 §21.5.4: we are going away; another server may take it.
+                        self.endpoint.set_unavailable(self.spawner.unavailable());
                         let _ = self.endpoint.reject(now, call, 503);
                         continue;
                     }

@@ -73,7 +73,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 pub use codec::{MAX_FRAME, MAX_PAYLOAD};
 pub use error::MixerError;
-pub use stats::{LegStats, ThreadStats, ThreadStatsSnapshot};
+pub use stats::{LegStats, ThreadStats, ThreadStatsSnapshot, JITTER_BOUNDS_US, TICK_BOUNDS_US};
 pub use talk::TalkConfig;
 
 /// Identifies a leg (one call's media) across the engine and the media threads.

@@ -31,6 +31,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub shutdown: ShutdownSection,
     #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
     pub accounts: Vec<AccountEntry>,
 }
 
@@ -133,6 +137,51 @@ pub struct RecordingsSection {
 #[serde(deny_unknown_fields)]
 pub struct ShutdownSection {
     pub hangup_timeout_ms: Option<u64>,
+    /// Longest drain after SIGTERM or `POST /admin/drain`, seconds (default 300); the calls
+    /// still up then get a BYE with a Reason. 0 = hang up at once.
+    pub drain_timeout_s: Option<u64>,
+    /// `Retry-After` of the 503 new INVITEs and OPTIONS get while draining (default 60).
+    pub retry_after_s: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (default) or `json` (one object per line, with the span fields).
+    pub format: Option<LogFormat>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Bearer token of `/admin/*` (at least 16 characters); without it those routes are absent.
+    /// `CHORUS_ADMIN_TOKEN` in the environment overrides it.
+    pub token: Option<String>,
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +231,9 @@ pub struct Overrides {
     pub answer_url: Option<String>,
     pub recordings_dir: Option<PathBuf>,
     pub media_threads: Option<usize>,
+    pub log_format: Option<LogFormat>,
+    /// From `CHORUS_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
 }
 
 /// Everything the binary needs to run.
@@ -189,6 +241,9 @@ pub struct Overrides {
 pub struct Settings {
     pub engine: EngineConfig,
     pub http_listen: SocketAddr,
+    pub drain_timeout: Duration,
+    pub log_format: LogFormat,
+    pub admin_token: Option<Secret>,
 }
 
 pub fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
@@ -470,9 +525,21 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
     if let Some(ms) = file.shutdown.hangup_timeout_ms {
         engine.hangup_timeout = Duration::from_millis(ms);
     }
+    if let Some(secs) = file.shutdown.retry_after_s {
+        engine.drain_retry_after = secs;
+    }
+    let admin_token = match overrides.admin_token.or(file.admin.token) {
+        Some(t) if t.trim().len() < 16 || t.trim() != t => {
+            bail!("admin.token must be at least 16 characters, without surrounding spaces")
+        }
+        other => other.map(Secret),
+    };
     Ok(Settings {
         engine,
         http_listen,
+        drain_timeout: Duration::from_secs(file.shutdown.drain_timeout_s.unwrap_or(300)),
+        log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
+        admin_token,
     })
 }
 
@@ -561,6 +628,39 @@ mod tests {
         assert!(resolve(parse_file(bad).unwrap(), Overrides::default()).is_err());
         let bad = "[calls]\nanswer_method=\"PUT\"\n[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
         assert!(resolve(parse_file(bad).unwrap(), Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn drain_log_and_admin_settings_have_defaults_and_overrides() {
+        let s = resolve(parse_file(DEFAULT_CONFIG).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(s.drain_timeout, Duration::from_secs(300));
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.engine.drain_retry_after, 60);
+        assert!(s.admin_token.is_none());
+        let text = "[shutdown]\ndrain_timeout_s = 5\nretry_after_s = 9\n[log]\nformat = \"json\"\n[admin]\ntoken = \"0123456789abcdef\"\n[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
+        let s = resolve(parse_file(text).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(s.drain_timeout, Duration::from_secs(5));
+        assert_eq!(s.engine.drain_retry_after, 9);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(
+            s.admin_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+        let overrides = Overrides {
+            log_format: Some(LogFormat::Text),
+            admin_token: Some("fedcba9876543210".into()),
+            ..Overrides::default()
+        };
+        let s = resolve(parse_file(text).unwrap(), overrides).unwrap();
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(
+            s.admin_token.as_ref().map(Secret::expose),
+            Some("fedcba9876543210")
+        );
+        let short = "[admin]\ntoken = \"short\"\n[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
+        assert!(resolve(parse_file(short).unwrap(), Overrides::default()).is_err());
+        assert!(parse_file("[log]\nformat = \"xml\"\n").is_err());
     }
 
     #[test]
@@ -668,6 +768,50 @@ mod tests {
             let text = format!("{account}{bad}");
             let parsed = parse_file(&text).and_then(|f| resolve(f, Overrides::default()));
             assert!(parsed.is_err(), "accepted:\n{text}");
+        }
+    }
+
+    /// deploy/CONFIG.md has a table per section of the default configuration, and a row for
+    /// every key in it (nested tables are sections of their own, `[[accounts]]` included).
+    #[test]
+    fn config_reference_documents_every_key_of_the_default_config() {
+        let reference = include_str!("../../../deploy/CONFIG.md");
+        let section = |name: &str| -> &str {
+            let heading = format!("## `[{name}]`");
+            let start = reference
+                .find(&heading)
+                .unwrap_or_else(|| panic!("deploy/CONFIG.md has no {heading} section"));
+            let rest = &reference[start + heading.len()..];
+            &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+        };
+        fn walk(table: &toml::Table, path: &str, out: &mut Vec<(String, String)>) {
+            for (key, value) in table {
+                match value {
+                    toml::Value::Table(t) => walk(t, &format!("{path}.{key}"), out),
+                    toml::Value::Array(items)
+                        if items.first().is_some_and(toml::Value::is_table) =>
+                    {
+                        for item in items.iter().filter_map(toml::Value::as_table) {
+                            walk(item, &format!("{path}.[{key}]"), out);
+                        }
+                    }
+                    _ => out.push((path.trim_start_matches('.').to_owned(), key.clone())),
+                }
+            }
+        }
+        let default: toml::Table = toml::from_str(DEFAULT_CONFIG).unwrap();
+        let mut keys = Vec::new();
+        walk(&default, "", &mut keys);
+        assert!(keys.len() > 20, "{keys:?}");
+        for (path, key) in keys {
+            let name = match path.strip_prefix('[') {
+                Some(array) => format!("[{}]", array.trim_end_matches(']')),
+                None => path,
+            };
+            assert!(
+                section(&name).contains(&format!("| `{key}`")),
+                "deploy/CONFIG.md does not document `{key}` of [{name}]"
+            );
         }
     }
 

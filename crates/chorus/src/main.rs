@@ -1,6 +1,9 @@
 //! `chorus`: the conference engine binary. Parses the configuration and flags, sets up
-//! tracing, starts the engine and the HTTP listener, and stops cleanly on SIGTERM/SIGINT
-//! (every live call is hung up with a BYE first).
+//! tracing (text or JSON lines), starts the engine and the HTTP listener, and drains on
+//! SIGTERM/SIGINT or `POST /admin/drain`: `/readyz` turns 503, new INVITEs and OPTIONS get
+//! 503 with Retry-After, live calls carry on; the process exits 0 when the last call has
+//! ended, or at `shutdown.drain_timeout_s` (or a second signal), after hanging up what is
+//! left with a BYE carrying a Reason and finishing the recordings.
 
 mod config;
 
@@ -39,18 +42,13 @@ struct Cli {
     /// Media threads (0 = one per core).
     #[arg(long, value_name = "N")]
     media_threads: Option<usize>,
+    /// Log lines as plain text or JSON objects (overrides `[log] format`).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<config::LogFormat>,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let text = match &cli.config {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
@@ -68,14 +66,56 @@ fn main() -> anyhow::Result<()> {
             answer_url: cli.answer_url,
             recordings_dir: cli.recordings_dir,
             media_threads: cli.media_threads,
+            log_format: cli.log_format,
+            admin_token: std::env::var("CHORUS_ADMIN_TOKEN").ok(),
         },
     )?;
+    init_tracing(settings.log_format);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("chorus-io")
         .build()
         .context("starting the async runtime")?
         .block_on(run(settings))
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`). JSON lines carry the fields of every
+/// span the event is in (`call{call_uuid, call_id}`, `conference{room}`, `request{…}`).
+fn init_tracing(format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        config::LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
+}
+
+/// `/admin/drain` drives the engine's drain.
+struct EngineAdmin(chorus_engine::DrainHandle);
+
+impl chorus_api::AdminControl for EngineAdmin {
+    fn drain(&self) -> chorus_api::DrainStatus {
+        self.0.start();
+        self.status()
+    }
+
+    fn status(&self) -> chorus_api::DrainStatus {
+        chorus_api::DrainStatus {
+            draining: self.0.is_draining(),
+            active_calls: self.0.active_calls(),
+        }
+    }
 }
 
 async fn run(settings: config::Settings) -> anyhow::Result<()> {
@@ -102,10 +142,15 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     let (http_stop_tx, http_stop) = tokio::sync::oneshot::channel::<()>();
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(engine.metrics()));
-    let app = chorus_api::router(
-        chorus_api::ApiState::new(readiness.clone(), accounts, engine.control())
-            .with_metrics(registry),
-    );
+    let mut state = chorus_api::ApiState::new(readiness.clone(), accounts, engine.control())
+        .with_metrics(registry);
+    if let Some(token) = &settings.admin_token {
+        state = state.with_admin(
+            token.expose().to_owned(),
+            EngineAdmin(engine.drain_handle()),
+        );
+    }
+    let app = chorus_api::router(state);
     let server = tokio::spawn(async move {
         axum::serve(http, app)
             .with_graceful_shutdown(async {
@@ -116,8 +161,30 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     readiness.set_ready("http");
     info!(sip = %engine.sip_addr(), http = %settings.http_listen, "chorus ready");
 
-    wait_for_signal().await?;
+    let mut signals = Signals::new()?;
+    tokio::select! {
+        signal = signals.recv() => {
+            info!(signal, "draining");
+            engine.start_drain();
+        }
+        () = engine.draining() => {}
+    }
     readiness.set_draining();
+    let timeout = settings.drain_timeout;
+    info!(
+        calls = engine.active_calls(),
+        timeout_s = timeout.as_secs(),
+        "waiting for the calls to end"
+    );
+    tokio::select! {
+        () = engine.idle() => info!("drained: no call left"),
+        () = tokio::time::sleep(timeout) => {
+            info!(calls = engine.active_calls(), "drain timeout: hanging up the remaining calls");
+        }
+        signal = signals.recv() => {
+            info!(signal, calls = engine.active_calls(), "second signal: hanging up the remaining calls");
+        }
+    }
     engine.shutdown().await;
     let _ = http_stop_tx.send(());
     match server.await {
@@ -129,13 +196,25 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = int.recv() => info!("SIGINT: shutting down"),
+/// SIGTERM and SIGINT: the first starts the drain, the next ends it.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
