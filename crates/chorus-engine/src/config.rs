@@ -155,6 +155,8 @@ pub struct EngineConfig {
     /// How clients reach the HTTP API (`http://host:port`): recording URLs are built on it.
     pub public_url: String,
     pub mixer: MixerConfig,
+    /// RFC 4028 session timers: our Min-SE and the interval we ask for.
+    pub session_timer: chorus_sip::SessionTimerConfig,
     /// How long shutdown waits for BYEs to be answered before giving up.
     pub hangup_timeout: Duration,
     /// While draining, new INVITEs and OPTIONS get 503 with this `Retry-After` (seconds).
@@ -187,6 +189,7 @@ impl EngineConfig {
             max_recording: Some(Duration::from_secs(4 * 3600)),
             public_url: "http://127.0.0.1:8080".into(),
             mixer: MixerConfig::default(),
+            session_timer: chorus_sip::SessionTimerConfig::default(),
             hangup_timeout: Duration::from_secs(5),
             drain_retry_after: 60,
             recording_finish_timeout: Duration::from_secs(10),

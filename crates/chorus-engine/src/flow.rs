@@ -889,7 +889,16 @@ impl CallCtx {
         debug!(?reason, "call ended");
         self.gone = true;
         if self.ending.is_none() {
-            self.ending = Some(Ending::caller());
+            self.ending = Some(match reason {
+                // No session refresh came (RFC 4028 §10): the endpoint sent the BYE.
+                EndReason::SessionExpired => Ending {
+                    cause: "RECOVERY_ON_TIMER_EXPIRE",
+                    code: 8021,
+                    name: "Session Timer Expired",
+                    source: "Error",
+                },
+                _ => Ending::caller(),
+            });
         }
     }
 

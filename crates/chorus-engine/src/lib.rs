@@ -273,6 +273,7 @@ impl Engine {
             contact_udp: contact,
             contact_tcp: contact,
             timers: TimerConfig::default(),
+            session_timer: config.session_timer,
             max_message_size: config.max_sip_message,
             scanner_user_agents: config.sip_security.scanner_user_agents.clone(),
         });

@@ -16,11 +16,12 @@ use crate::message::{
     self, param, parse_cseq, parse_sip_uri, uri_scheme, Message, Method, NameAddr, StartLine, Via,
 };
 use crate::reason::Reason;
+use crate::session_timer::{self, Asked, Decision, Refresher, SessionTimer, SessionTimerConfig};
 use crate::timers::TimerTable;
 use crate::transport::{parse_decimal, Peer, Transmit, Transport};
 
 /// Methods we implement, advertised in Allow (RFC 3261 §20.5).
-const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 /// The RFC 3261 branch magic cookie (§8.1.1.7).
 const MAGIC_COOKIE: &str = "z9hG4bK";
 const DEFAULT_SIP_PORT: u16 = 5060;
@@ -77,6 +78,8 @@ pub struct EndpointConfig {
     pub timers: TimerConfig,
     /// Larger datagrams are dropped and counted in [`Stats::oversize`].
     pub max_message_size: usize,
+    /// RFC 4028 session timers (see [`crate::session_timer`]).
+    pub session_timer: SessionTimerConfig,
     /// Requests whose `User-Agent` contains one of these (case-insensitively) are dropped
     /// unanswered and counted in [`Stats::scanner`]. Default: [`KNOWN_SCANNERS`].
     pub scanner_user_agents: Vec<String>,
@@ -90,6 +93,7 @@ impl Default for EndpointConfig {
             contact_tcp: SocketAddr::from(([127, 0, 0, 1], DEFAULT_SIP_PORT)),
             timers: TimerConfig::default(),
             max_message_size: 64 * 1024,
+            session_timer: SessionTimerConfig::default(),
             scanner_user_agents: KNOWN_SCANNERS.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -174,6 +178,9 @@ pub enum EndReason {
     Rejected(u16),
     /// The TCP connection carrying the dialog closed.
     TransportError,
+    /// No session refresh came in time, or ours failed for good (RFC 4028 §10); a BYE was
+    /// sent.
+    SessionExpired,
     /// The application dropped the INVITE unanswered ([`Endpoint::discard`]).
     Discarded,
 }
@@ -246,6 +253,10 @@ enum TimerKind {
     ClientTimeout(String),
     /// Timer K: forget a completed client transaction.
     ClientLinger(String),
+    /// RFC 4028: time for us to refresh the session (UPDATE).
+    SessionRefresh(CallHandle),
+    /// RFC 4028 §10: no refresh came; the session is over.
+    SessionExpiry(CallHandle),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,6 +305,8 @@ struct ClientTx {
     interval: Duration,
     proceeding: bool,
     completed: bool,
+    /// An UPDATE refreshing the session (RFC 4028), not a BYE.
+    refresh: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -335,6 +348,10 @@ struct PendingReInvite {
     cseq: u32,
     contact: Option<String>,
     record_route: Vec<String>,
+    /// The session timer our 2xx puts in force.
+    session: Option<SessionTimer>,
+    /// An UPDATE (RFC 3311) with an offer: answered like a re-INVITE, but no ACK follows.
+    update: bool,
 }
 
 #[derive(Debug)]
@@ -359,6 +376,10 @@ struct Call {
     record_route: Vec<String>,
     pending_2xx: Option<Pending2xx>,
     reinvite: Option<PendingReInvite>,
+    /// The session timer in force (RFC 4028).
+    session: Option<SessionTimer>,
+    /// The session timer our 2xx to the INVITE will put in force.
+    session_offer: Option<SessionTimer>,
 }
 
 type DialogKey = (String, String, String);
@@ -516,12 +537,13 @@ impl Endpoint {
         }
         let tx_key = c.invite_tx.clone();
         let record_route = c.record_route.clone();
-        let (cseq, late_offer) = (c.invite_cseq, c.late_offer);
-        let payload = self.build_2xx(&tx_key, &record_route, &sdp)?;
+        let (cseq, late_offer, session) = (c.invite_cseq, c.late_offer, c.session_offer);
+        let payload = self.build_2xx(&tx_key, &record_route, &sdp, session.as_ref())?;
         self.send_2xx(now, call, &tx_key, payload, cseq, false, late_offer);
         if let Some(c) = self.calls.get_mut(&call) {
             c.state = CallState::Answered;
         }
+        self.start_session(now, call, session);
         Ok(())
     }
 
@@ -654,8 +676,13 @@ impl Endpoint {
             });
         };
         let (key, cseq, late) = (re.tx.clone(), re.cseq, !re.has_offer);
-        let rr = re.record_route.clone();
-        let payload = self.build_2xx(&key, &rr, &sdp)?;
+        let (session, update) = (re.session, re.update);
+        let rr = if update {
+            Vec::new()
+        } else {
+            re.record_route.clone()
+        };
+        let payload = self.build_2xx(&key, &rr, &sdp, session.as_ref())?;
         if let Some(c) = self.calls.get_mut(&call) {
             if let Some(re) = c.reinvite.take() {
                 if let Some(target) = re.contact {
@@ -663,7 +690,14 @@ impl Endpoint {
                 }
             }
         }
-        self.send_2xx(now, call, &key, payload, cseq, true, late);
+        if update {
+            // RFC 3311 §5.2: the answer is in the 200, and nothing acknowledges it.
+            self.send_on_tx(&key, payload);
+            self.complete_server_tx(now, &key);
+        } else {
+            self.send_2xx(now, call, &key, payload, cseq, true, late);
+        }
+        self.start_session(now, call, session);
         Ok(())
     }
 
@@ -876,6 +910,7 @@ impl Endpoint {
             Method::Invite if in_dialog => self.on_reinvite(now, key, ctx, dest, req),
             Method::Invite => self.on_invite(now, key, ctx, dest, from, req),
             Method::Bye => self.on_bye(now, key, ctx, dest, &req),
+            Method::Update => self.on_update(now, key, ctx, dest, req),
             Method::Info => {
                 let r = match self.dialog_for(&req) {
                     Some(call) => self
@@ -893,7 +928,7 @@ impl Endpoint {
                     .with("Accept", "application/sdp")
                     .with("Accept-Encoding", "identity")
                     .with("Accept-Language", "en")
-                    .with("Supported", "");
+                    .with("Supported", "timer");
                 self.respond_new_tx(now, key, false, ctx, dest, r, None);
             }
             Method::Register
@@ -901,7 +936,6 @@ impl Endpoint {
             | Method::Notify
             | Method::Refer
             | Method::Message
-            | Method::Update
             | Method::Prack
             | Method::Publish => {
                 // Known methods we do not allow (RFC 3261 §8.2.1).
@@ -942,6 +976,13 @@ impl Endpoint {
             let r = Refusal::new(400);
             self.respond_new_tx(now, key, true, ctx, dest, r, None);
             return;
+        };
+        let session = match self.session_decision(&req) {
+            Ok(session) => session,
+            Err(r) => {
+                self.respond_new_tx(now, key, true, ctx, dest, r, None);
+                return;
+            }
         };
         let (request_user, request_host) = request_uri_parts(&req.uri);
         let contact = req
@@ -999,6 +1040,8 @@ impl Endpoint {
             record_route,
             pending_2xx: None,
             reinvite: None,
+            session: None,
+            session_offer: session,
         };
         self.calls.insert(handle, call);
         self.events.push_back(Event::IncomingCall(IncomingCall {
@@ -1053,6 +1096,13 @@ impl Endpoint {
             return;
         }
         let local_tag = c.local_tag.clone();
+        let session = match self.session_decision(&req) {
+            Ok(session) => session,
+            Err(r) => {
+                self.respond_new_tx(now, key, true, ctx, dest, r, None);
+                return;
+            }
+        };
         let tx = ServerTx {
             invite: true,
             state: ServerState::Proceeding,
@@ -1083,6 +1133,8 @@ impl Endpoint {
                 cseq: req.cseq,
                 contact,
                 record_route,
+                session,
+                update: false,
             });
         }
         self.events.push_back(Event::ReInvite {
@@ -1230,7 +1282,8 @@ impl Endpoint {
             self.stats.unmatched_responses += 1;
             return;
         };
-        if cseq_method.as_deref() != Some("BYE") {
+        let expected = if tx.refresh { "UPDATE" } else { "BYE" };
+        if cseq_method.as_deref() != Some(expected) {
             self.stats.dropped_other += 1;
             self.stats.unmatched_responses += 1;
             return;
@@ -1245,6 +1298,7 @@ impl Endpoint {
         // Final response: Completed, Timer K (RFC 3261 §17.1.2.2).
         tx.completed = true;
         let (call, report, reliable) = (tx.call, tx.report, tx.dest.transport.is_reliable());
+        let refresh = tx.refresh;
         self.timers
             .cancel(&TimerKind::ClientRetransmit(branch.clone()));
         self.timers
@@ -1255,7 +1309,9 @@ impl Endpoint {
             self.timers
                 .set(TimerKind::ClientLinger(branch), now + self.config.timers.t4);
         }
-        if report {
+        if refresh {
+            self.on_refresh_response(now, call, code, msg);
+        } else if report {
             self.end_call(call, EndReason::LocalBye);
         }
     }
@@ -1337,7 +1393,10 @@ impl Endpoint {
                 self.timers
                     .cancel(&TimerKind::ClientRetransmit(branch.clone()));
                 if let Some(tx) = self.client_txs.remove(&branch) {
-                    if tx.report {
+                    if tx.refresh {
+                        // RFC 4028 §10: a refresh that times out ends the session.
+                        self.end_session(now, tx.call);
+                    } else if tx.report {
                         self.end_call(tx.call, EndReason::LocalByeTimeout);
                     }
                 }
@@ -1345,6 +1404,8 @@ impl Endpoint {
             TimerKind::ClientLinger(branch) => {
                 self.client_txs.remove(&branch);
             }
+            TimerKind::SessionRefresh(call) => self.send_refresh(now, call),
+            TimerKind::SessionExpiry(call) => self.end_session(now, call),
         }
     }
 
@@ -1468,6 +1529,7 @@ impl Endpoint {
         key: &TxKey,
         record_route: &[String],
         sdp: &[u8],
+        session: Option<&SessionTimer>,
     ) -> Result<Vec<u8>, Error> {
         let tx = self.server_txs.get(key).ok_or(Error::InvalidState {
             call: CallHandle(0),
@@ -1479,7 +1541,14 @@ impl Endpoint {
             .collect();
         extra.push(("Contact", self.contact_header(tx.dest.transport)));
         extra.push(("Allow", ALLOW.to_string()));
-        extra.push(("Supported", String::new()));
+        extra.push(("Supported", "timer".to_string()));
+        if let Some(s) = session {
+            // RFC 4028 §9: the UAC must know it refreshes, so it must understand the header.
+            extra.push(("Session-Expires", s.response_header()));
+            if s.require {
+                extra.push(("Require", "timer".to_string()));
+            }
+        }
         Ok(self.response_bytes(&tx.ctx, 200, Some(&tx.to_tag), &extra, Some(sdp)))
     }
 
@@ -1661,6 +1730,8 @@ impl Endpoint {
         };
         self.timers.cancel(&TimerKind::Resend2xx(call));
         self.timers.cancel(&TimerKind::Giveup2xx(call));
+        self.timers.cancel(&TimerKind::SessionRefresh(call));
+        self.timers.cancel(&TimerKind::SessionExpiry(call));
         self.dialogs
             .remove(&(c.call_id.clone(), c.local_tag.clone(), c.remote_tag.clone()));
         for tx in self.client_txs.values_mut() {
@@ -1680,6 +1751,32 @@ impl Endpoint {
         }
         self.timers.cancel(&TimerKind::Resend2xx(call));
         self.timers.cancel(&TimerKind::Giveup2xx(call));
+        self.timers.cancel(&TimerKind::SessionRefresh(call));
+        self.timers.cancel(&TimerKind::SessionExpiry(call));
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.pending_2xx = None;
+        c.state = CallState::Terminating;
+        let extra: Vec<(&str, String)> = reason
+            .map(|r| ("Reason", r.to_string()))
+            .into_iter()
+            .collect();
+        self.send_request(now, call, "BYE", &extra, report, false);
+    }
+
+    /// Sends a request inside the dialog (RFC 3261 §12.2.1.1) in a non-INVITE client
+    /// transaction (§17.1.2): Timer E over UDP, Timer F, Timer K. `extra` headers follow the
+    /// Route set.
+    fn send_request(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        method: &str,
+        extra: &[(&str, String)],
+        report: bool,
+        refresh: bool,
+    ) {
         let branch = format!("{MAGIC_COOKIE}{}", self.random_token());
         let t = self.config.timers;
         let contact_udp = self.config.contact_udp;
@@ -1688,8 +1785,6 @@ impl Endpoint {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        c.pending_2xx = None;
-        c.state = CallState::Terminating;
         c.local_cseq = c.local_cseq.saturating_add(1);
         let transport = c.peer.transport;
         let via_addr = match transport {
@@ -1713,19 +1808,19 @@ impl Endpoint {
         let mut out = String::with_capacity(512);
         let _ = write!(
             out,
-            "BYE {ruri} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\n",
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\n",
             transport.via_token(),
             fmt_addr(via_addr)
         );
         for r in &routes {
             let _ = write!(out, "Route: {r}\r\n");
         }
-        if let Some(reason) = reason {
-            let _ = write!(out, "Reason: {reason}\r\n");
+        for (name, value) in extra {
+            let _ = write!(out, "{name}: {value}\r\n");
         }
         let _ = write!(
             out,
-            "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nUser-Agent: {user_agent}\r\nContent-Length: 0\r\n\r\n",
+            "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\nUser-Agent: {user_agent}\r\nContent-Length: 0\r\n\r\n",
             c.local_party, c.remote_party, c.call_id, c.local_cseq
         );
         let payload = out.into_bytes();
@@ -1751,8 +1846,214 @@ impl Endpoint {
                 interval: t.t1,
                 proceeding: false,
                 completed: false,
+                refresh,
             },
         );
+    }
+
+    // ----- session timers (RFC 4028) -----
+
+    /// What a request asks of the session timer: the timer our 2xx will put in force, or
+    /// the 422 (with our `Min-SE`, §6) that refuses it.
+    fn session_decision(&self, req: &Request) -> Result<Option<SessionTimer>, Refusal> {
+        match session_timer::decide(&Asked::of(&req.msg), &self.config.session_timer) {
+            Decision::Accept(session) => Ok(session),
+            Decision::TooSmall { min_se } => {
+                Err(Refusal::new(422).with("Min-SE", min_se.to_string()))
+            }
+        }
+    }
+
+    /// Puts `session` in force from `now` (our 2xx to a refresh was just sent, or our own
+    /// refresh succeeded): the refresh at half the interval when we refresh, and the expiry
+    /// either way (§10). `None` stops the timer.
+    fn start_session(&mut self, now: Instant, call: CallHandle, session: Option<SessionTimer>) {
+        self.timers.cancel(&TimerKind::SessionRefresh(call));
+        self.timers.cancel(&TimerKind::SessionExpiry(call));
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.session = session;
+        let Some(s) = session else {
+            return;
+        };
+        if s.refresher == Refresher::Us {
+            self.timers
+                .set(TimerKind::SessionRefresh(call), now + s.refresh_after());
+        }
+        self.timers
+            .set(TimerKind::SessionExpiry(call), now + s.expire_after());
+    }
+
+    /// We refresh: an UPDATE without a body (RFC 3311, RFC 4028 §7.4), which the peer
+    /// allowed in its INVITE.
+    fn send_refresh(&mut self, now: Instant, call: CallHandle) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(session) = c.session else {
+            return;
+        };
+        if !matches!(c.state, CallState::Answered | CallState::Confirmed) {
+            return;
+        }
+        let extra = [
+            ("Contact", self.contact_header(c.peer.transport)),
+            ("Session-Expires", session.request_header()),
+            (
+                "Min-SE",
+                self.config
+                    .session_timer
+                    .min_se
+                    .max(session_timer::MIN_MIN_SE)
+                    .to_string(),
+            ),
+            ("Supported", "timer".to_string()),
+        ];
+        self.send_request(now, call, "UPDATE", &extra, false, true);
+    }
+
+    /// The final response to our refresh (RFC 4028 §7.2–§7.4, §10).
+    fn on_refresh_response(&mut self, now: Instant, call: CallHandle, code: u16, msg: &Message) {
+        let live = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| matches!(c.state, CallState::Answered | CallState::Confirmed));
+        if !live {
+            return;
+        }
+        match code {
+            200..=299 => {
+                let session = session_timer::from_refresh_response(&Asked::of(msg));
+                self.start_session(now, call, session);
+            }
+            422 => {
+                // §7.3: ask again, with at least the interval the peer wants.
+                let min_se = Asked::of(msg).min_se.unwrap_or(0);
+                let raised = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.session.as_mut())
+                    .filter(|s| min_se > s.interval)
+                    .map(|s| s.interval = min_se)
+                    .is_some();
+                if raised {
+                    self.send_refresh(now, call);
+                }
+            }
+            // RFC 3261 §12.2.1.2: the dialog is gone.
+            408 | 481 => self.end_session(now, call),
+            // Not refreshed: the expiry ends the session unless a refresh comes meanwhile.
+            _ => {}
+        }
+    }
+
+    /// The session expired or cannot be refreshed (RFC 4028 §10): BYE, and the call ends.
+    fn end_session(&mut self, now: Instant, call: CallHandle) {
+        let live = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| matches!(c.state, CallState::Answered | CallState::Confirmed));
+        if !live {
+            return;
+        }
+        let reason = Reason::sip(408, "Session timer expired");
+        self.send_bye(now, call, false, Some(&reason));
+        self.end_call(call, EndReason::SessionExpired);
+    }
+
+    /// UPDATE inside a dialog (RFC 3311): without a body, a session refresh (RFC 4028)
+    /// answered here; with an offer, handed to the application as an [`Event::ReInvite`]
+    /// and answered by [`Endpoint::answer_reinvite`] (no ACK follows).
+    fn on_update(&mut self, now: Instant, key: TxKey, ctx: ResponseCtx, dest: Peer, req: Request) {
+        let Some(call) = self.dialog_for(&req) else {
+            self.respond_new_tx(now, key, false, ctx, dest, Refusal::new(481), None);
+            return;
+        };
+        if let Some(r) = self.check_remote_cseq(call, req.cseq) {
+            self.respond_new_tx(now, key, false, ctx, dest, r, None);
+            return;
+        }
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let has_offer = !req.body.is_empty();
+        let refusal = if c.state == CallState::Terminating {
+            Some(Refusal::new(481))
+        } else if has_offer && c.reinvite.is_some() {
+            // RFC 3311 §5.2: an offer while another is being answered.
+            let secs = self.rng.gen_range(0..=10u32);
+            Some(Refusal::new(500).with("Retry-After", secs.to_string()))
+        } else if has_offer && c.pending_2xx.as_ref().is_some_and(|p| p.late_offer) {
+            // Our own offer awaits its answer.
+            Some(Refusal::new(491))
+        } else if has_offer {
+            check_offer_body(&req)
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            self.respond_new_tx(now, key, false, ctx, dest, r, None);
+            return;
+        }
+        let session = match self.session_decision(&req) {
+            Ok(session) => session,
+            Err(r) => {
+                self.respond_new_tx(now, key, false, ctx, dest, r, None);
+                return;
+            }
+        };
+        let contact = req
+            .msg
+            .first("Contact")
+            .and_then(NameAddr::parse)
+            .map(|n| n.uri);
+        if has_offer {
+            let tx = ServerTx {
+                invite: false,
+                state: ServerState::Proceeding,
+                dest,
+                ctx,
+                to_tag: c.local_tag.clone(),
+                last_response: None,
+                retransmit_interval: self.config.timers.t1,
+            };
+            self.server_txs.insert(key.clone(), tx);
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.reinvite = Some(PendingReInvite {
+                    tx: key,
+                    has_offer,
+                    cseq: req.cseq,
+                    contact,
+                    record_route: Vec::new(),
+                    session,
+                    update: true,
+                });
+            }
+            self.events.push_back(Event::ReInvite {
+                call,
+                sdp: Some(req.body),
+            });
+            return;
+        }
+        let transport = dest.transport;
+        if let Some(c) = self.calls.get_mut(&call) {
+            // UPDATE refreshes the remote target (RFC 3311 §5.2).
+            if let Some(target) = contact {
+                c.remote_target = target;
+            }
+        }
+        let mut ok = Refusal::new(200)
+            .with("Contact", self.contact_header(transport))
+            .with("Supported", "timer");
+        if let Some(s) = session {
+            ok = ok.with("Session-Expires", s.response_header());
+            if s.require {
+                ok = ok.with("Require", "timer");
+            }
+        }
+        self.respond_new_tx(now, key, false, ctx, dest, ok, None);
+        self.start_session(now, call, session);
     }
 
     /// A response copying Via/From/To/Call-ID/CSeq (RFC 3261 §8.2.6.2); the To
@@ -1892,10 +2193,14 @@ fn validate(
         None => return Err(Refusal::new(400)),
     }
     if !matches!(method, Method::Ack | Method::Cancel) {
-        // We support no extensions, so every Require option-tag is unsupported (§8.2.2.3).
-        let required = msg.list("Require");
-        if !required.is_empty() {
-            return Err(Refusal::new(420).with("Unsupported", required.join(", ")));
+        // Session timers (RFC 4028) are the one extension we support (§8.2.2.3).
+        let unsupported: Vec<String> = msg
+            .list("Require")
+            .into_iter()
+            .filter(|tag| !tag.trim().eq_ignore_ascii_case("timer"))
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(Refusal::new(420).with("Unsupported", unsupported.join(", ")));
         }
     }
     let top_via_rport = param(&top.params, "rport").is_some();
@@ -2085,6 +2390,7 @@ fn reason_phrase(code: u16) -> &'static str {
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
+        422 => "Session Interval Too Small",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         486 => "Busy Here",

@@ -75,6 +75,7 @@ mod info;
 mod message;
 pub mod reason;
 pub mod sdp_offer_answer;
+pub mod session_timer;
 mod timers;
 pub mod transport;
 
@@ -90,6 +91,7 @@ pub use sdp_offer_answer::{
     build_answer, build_offer, negotiate, parse_sdp, Codec, Direction, LocalMedia, Negotiated,
     OpusParams, RemoteMedia, OFFER_OPUS_PT,
 };
+pub use session_timer::SessionTimerConfig;
 pub use transport::{ConnectionId, Peer, StreamFramer, Transmit, Transport};
 
 /// Parses one message the way [`Endpoint::handle_input`] does (normalisation,

@@ -43,6 +43,11 @@ pub struct FileConfig {
 pub struct SipSection {
     pub listen: Option<SocketAddr>,
     pub advertise: Option<IpAddr>,
+    /// RFC 4028: the shortest session interval we accept, seconds (default 90, at least 90).
+    pub min_se_s: Option<u32>,
+    /// RFC 4028: the interval we ask of a UAC that supports session timers but asks for
+    /// none, seconds (default 1800; 0 = none).
+    pub session_expires_s: Option<u32>,
     /// Larger SIP messages are dropped (UDP) or close their TCP connection (default 65536).
     pub max_message_bytes: Option<usize>,
     /// Sources (CIDR or address) allowed to send SIP at all; absent or empty = any.
@@ -521,6 +526,18 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
     }
     if let Some(ms) = file.rtp.learning_ms {
         engine.mixer.rtp_learning = Duration::from_millis(ms);
+    }
+    if let Some(min_se) = file.sip.min_se_s {
+        if min_se < 90 {
+            bail!("sip.min_se_s must be at least 90 (RFC 4028 §5), not {min_se}");
+        }
+        engine.session_timer.min_se = min_se;
+    }
+    if let Some(interval) = file.sip.session_expires_s {
+        if interval != 0 && interval < engine.session_timer.min_se {
+            bail!("sip.session_expires_s must be 0 or at least sip.min_se_s, not {interval}");
+        }
+        engine.session_timer.session_expires = interval;
     }
     if let Some(ms) = file.shutdown.hangup_timeout_ms {
         engine.hangup_timeout = Duration::from_millis(ms);
