@@ -168,6 +168,7 @@ async fn run(
         None => (build_offer(&local), None),
     };
     let leg = LegId(shared.next_leg());
+    let mut media = crate::media_watch::MediaWatch::new(shared.config.media_timeouts);
     let spec = LegSpec {
         id: leg,
         socket: Some(socket),
@@ -182,7 +183,7 @@ async fn run(
             },
             to_flow,
         ),
-        activity: None,
+        activity: Some(media.activity()),
     };
     if let Some((url, method)) = answer_url {
         let thread = shared.mixer.pick_thread();
@@ -213,6 +214,7 @@ async fn run(
             caller_name: incoming.from_display.clone().unwrap_or_default(),
             events,
             stop,
+            media,
         };
         crate::flow::run(setup).await;
         return;
@@ -251,6 +253,7 @@ async fn run(
         return;
     }
     let _ = shared.sip.send(SipCommand::Answer { call, sdp });
+    media.answered(tokio::time::Instant::now());
     info!(room = %room, rtp_port = local_port, from = %incoming.from, "call joined room");
 
     let update = |n: &Negotiated| {
@@ -265,7 +268,16 @@ async fn run(
     let mut hanging_up = false;
     let mut in_room = true;
     let reason = loop {
+        let watch_at = media.next_check();
         tokio::select! {
+            _ = crate::media_watch::sleep_until(watch_at), if watch_at.is_some() && !hanging_up => {
+                if let Some(timeout) = media.check(tokio::time::Instant::now(), negotiated.as_ref()) {
+                    warn!(timeout = timeout.describe(), "RTP timeout; hanging up");
+                    hanging_up = true;
+                    let reason = timeout.reason();
+                    let _ = shared.sip.send(SipCommand::HangupWithReason { call, reason });
+                }
+            }
             event = events.recv() => match event {
                 Some(CallEvent::Confirmed { sdp }) | Some(CallEvent::ReInviteConfirmed { sdp }) => {
                     // An answer to our offer (late offer, or re-INVITE without SDP).

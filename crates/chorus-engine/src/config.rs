@@ -157,6 +157,8 @@ pub struct EngineConfig {
     pub mixer: MixerConfig,
     /// RFC 4028 session timers: our Min-SE and the interval we ask for.
     pub session_timer: chorus_sip::SessionTimerConfig,
+    /// RTP timeouts: calls without media are hung up.
+    pub media_timeouts: crate::MediaTimeouts,
     /// How long shutdown waits for BYEs to be answered before giving up.
     pub hangup_timeout: Duration,
     /// While draining, new INVITEs and OPTIONS get 503 with this `Retry-After` (seconds).
@@ -190,6 +192,7 @@ impl EngineConfig {
             public_url: "http://127.0.0.1:8080".into(),
             mixer: MixerConfig::default(),
             session_timer: chorus_sip::SessionTimerConfig::default(),
+            media_timeouts: crate::MediaTimeouts::default(),
             hangup_timeout: Duration::from_secs(5),
             drain_retry_after: 60,
             recording_finish_timeout: Duration::from_secs(10),

@@ -120,6 +120,7 @@ pub(crate) struct Setup {
     pub caller_name: String,
     pub events: mpsc::UnboundedReceiver<CallEvent>,
     pub stop: watch::Receiver<bool>,
+    pub media: crate::media_watch::MediaWatch,
 }
 
 /// A call running an XML flow.
@@ -145,6 +146,8 @@ pub(crate) struct CallCtx {
     pub member_tx: mpsc::UnboundedSender<MemberCommand>,
     member_rx: mpsc::UnboundedReceiver<MemberCommand>,
     stop: watch::Receiver<bool>,
+    /// RTP timeouts, from the answer on.
+    media: crate::media_watch::MediaWatch,
     answered: bool,
     start_time: SystemTime,
     answer_time: Option<SystemTime>,
@@ -185,6 +188,7 @@ pub(crate) async fn run(setup: Setup) {
         member_tx,
         member_rx,
         stop: setup.stop,
+        media: setup.media,
         answered: false,
         start_time: SystemTime::now(),
         answer_time: None,
@@ -405,6 +409,7 @@ impl CallCtx {
         if !self.answered {
             self.answered = true;
             self.answer_time = Some(SystemTime::now());
+            self.media.answered(Instant::now());
             let _ = self.shared.sip.send(SipCommand::Answer {
                 call: self.call,
                 sdp: self.sdp.clone(),
@@ -802,7 +807,16 @@ impl CallCtx {
             }
             let hangup_at = self.hangup_at;
             let stopping = self.ending.is_some();
+            let watch_at = self.media.next_check();
             tokio::select! {
+                _ = crate::media_watch::sleep_until(watch_at), if watch_at.is_some() && !stopping => {
+                    if let Some(timeout) = self.media.check(Instant::now(), self.negotiated.as_ref()) {
+                        warn!(timeout = timeout.describe(), "RTP timeout; hanging up");
+                        self.ending = Some(timeout.ending());
+                        let (call, reason) = (self.call, timeout.reason());
+                        let _ = self.shared.sip.send(SipCommand::HangupWithReason { call, reason });
+                    }
+                }
                 event = self.events.recv() => match event {
                     Some(CallEvent::Confirmed { sdp }) | Some(CallEvent::ReInviteConfirmed { sdp }) => {
                         if let Some(answer) = sdp {

@@ -47,6 +47,11 @@ pub(crate) enum SipCommand {
     Hangup {
         call: CallHandle,
     },
+    /// A hangup whose BYE says why (RFC 3326), e.g. the media timed out.
+    HangupWithReason {
+        call: CallHandle,
+        reason: chorus_sip::Reason,
+    },
 }
 
 /// What the SIP layer tells a call task.
@@ -215,6 +220,9 @@ impl<S: CallSpawner> SipDriver<S> {
             }
             SipCommand::RejectReinvite { call, status } => {
                 (call, self.endpoint.reject_reinvite(now, call, status))
+            }
+            SipCommand::HangupWithReason { call, reason } => {
+                (call, self.endpoint.hangup_with_reason(now, call, &reason))
             }
             SipCommand::Hangup { call } => match self.spawner.hangup_reason() {
                 Some(reason) => (call, self.endpoint.hangup_with_reason(now, call, &reason)),

@@ -198,7 +198,9 @@ impl LegActivity {
         self.packets.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn set_packets(&self, packets: u64) {
+    /// Stores the count: the media thread does, once per packet taken; public for tests
+    /// that stand in for it.
+    pub fn set_packets(&self, packets: u64) {
         self.packets.store(packets, Ordering::Relaxed);
     }
 }

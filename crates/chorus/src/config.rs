@@ -104,6 +104,12 @@ pub struct RtpSection {
     /// How long a source learned from media that did not come from the SDP address (NAT)
     /// stays open to the SDP address taking over, before the leg locks to it (default 2000).
     pub learning_ms: Option<u64>,
+    /// Hang up a call that sent no RTP this long after the answer, seconds (default 30;
+    /// 0 = never).
+    pub no_media_timeout_s: Option<u64>,
+    /// Hang up a call whose RTP stopped this long ago, seconds (default 60; 0 = never). Held
+    /// calls never time out.
+    pub media_stopped_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -527,6 +533,18 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
     if let Some(ms) = file.rtp.learning_ms {
         engine.mixer.rtp_learning = Duration::from_millis(ms);
     }
+    let timeout = |secs: Option<u64>, default: Option<Duration>| match secs {
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s)),
+        None => default,
+    };
+    engine.media_timeouts = chorus_engine::MediaTimeouts {
+        no_media: timeout(file.rtp.no_media_timeout_s, engine.media_timeouts.no_media),
+        stopped: timeout(
+            file.rtp.media_stopped_timeout_s,
+            engine.media_timeouts.stopped,
+        ),
+    };
     if let Some(min_se) = file.sip.min_se_s {
         if min_se < 90 {
             bail!("sip.min_se_s must be at least 90 (RFC 4028 §5), not {min_se}");
@@ -828,6 +846,40 @@ mod tests {
             assert!(
                 section(&name).contains(&format!("| `{key}`")),
                 "deploy/CONFIG.md does not document `{key}` of [{name}]"
+            );
+        }
+    }
+
+    #[test]
+    fn rtp_timeouts_and_session_timers_are_read_and_checked() {
+        let account = "[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
+        let defaults = resolve(parse_file(account).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(
+            defaults.engine.media_timeouts.no_media,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(defaults.engine.session_timer.min_se, 90);
+        let text = format!(
+            "[sip]\nmin_se_s = 120\nsession_expires_s = 0\n[rtp]\nno_media_timeout_s = 0\nmedia_stopped_timeout_s = 5\n{account}"
+        );
+        let s = resolve(parse_file(&text).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(s.engine.media_timeouts.no_media, None, "0 turns it off");
+        assert_eq!(
+            s.engine.media_timeouts.stopped,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            (
+                s.engine.session_timer.min_se,
+                s.engine.session_timer.session_expires
+            ),
+            (120, 0)
+        );
+        for bad in ["min_se_s = 60", "min_se_s = 120\nsession_expires_s = 100"] {
+            let text = format!("[sip]\n{bad}\n{account}");
+            assert!(
+                resolve(parse_file(&text).unwrap(), Overrides::default()).is_err(),
+                "{bad}"
             );
         }
     }
