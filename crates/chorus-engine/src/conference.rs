@@ -485,10 +485,20 @@ async fn run_inner(ctx: &mut CallCtx, conf: Conference, key: RoomKey) -> Result<
     .await;
 
     // Leaving, however it happened (API.md §7.2 step 5).
+    // The exit callback is queued under the room's lock, so two members leaving at once
+    // report `ConferenceLastMember` in the order they really left.
+    let exit_params = callback
+        .as_ref()
+        .map(|_| ctx.with_call_params(base_params("exit", "ConferenceExit")));
     let remaining = ctx
         .shared
         .rooms
-        .leave_conference(&key, joined.id, member_id);
+        .leave_conference(&key, joined.id, member_id, |left| {
+            if let (Some(cb), Some(mut params)) = (&callback, exit_params) {
+                params.push(("ConferenceLastMember".into(), left.is_empty().to_string()));
+                ctx.notify(&order_key, cb, params);
+            }
+        });
     if wait.playing.is_some() {
         ctx.stop_playback();
     }
@@ -527,15 +537,6 @@ async fn run_inner(ctx: &mut CallCtx, conf: Conference, key: RoomKey) -> Result<
                 play_to_members(ctx, &remaining, &samples, entry.thread);
             }
         }
-    }
-    if let Some(cb) = &callback {
-        let mut params = base_params("exit", "ConferenceExit");
-        params.push((
-            "ConferenceLastMember".into(),
-            remaining.is_empty().to_string(),
-        ));
-        let params = ctx.with_call_params(params);
-        ctx.notify(&order_key, cb, params);
     }
     info!(member_id, "left conference");
     result?;

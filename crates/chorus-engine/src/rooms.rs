@@ -201,14 +201,25 @@ impl Rooms {
         })
     }
 
-    /// Leaves room instance `id`; returns the members still there.
-    pub fn leave_conference(&self, key: &RoomKey, id: RoomId, member: u64) -> Vec<Member> {
+    /// Leaves room instance `id`; returns the members still there. `then` runs with them
+    /// while the room is still held, so whatever it queues (the exit callback) is ordered
+    /// exactly like the leaves themselves.
+    pub fn leave_conference(
+        &self,
+        key: &RoomKey,
+        id: RoomId,
+        member: u64,
+        then: impl FnOnce(&[Member]),
+    ) -> Vec<Member> {
         let mut remaining = Vec::new();
         if let Some(mut entry) = self.rooms.get_mut(key) {
             if entry.id == id {
                 entry.members.retain(|m| m.id != member);
                 remaining = entry.members.clone();
             }
+            then(&remaining);
+        } else {
+            then(&remaining);
         }
         self.rooms
             .remove_if(key, |_, e| e.id == id && e.members.is_empty());
