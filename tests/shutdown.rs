@@ -2,14 +2,15 @@
 //! and answers new INVITEs and OPTIONS 503 with Retry-After, while the live calls carry on
 //! (they still hear each other); the engine exits 0 once the last call has ended. At
 //! `shutdown.drain_timeout_s`, or on a second SIGTERM, the calls left get a BYE with a
-//! `Reason` header (RFC 3326) and recordings in progress are finished into valid files before
-//! the exit.
+//! `Reason` header (RFC 3326), recordings in progress are finished into valid files and
+//! their callbacks delivered before the exit.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::app::App;
 use common::rest::{http_request, Credentials};
 use common::ua::header;
 use common::{
@@ -171,6 +172,8 @@ fn wav_seconds(path: &Path) -> f64 {
 
 #[test]
 fn drain_timeout_hangs_up_with_a_reason_and_finishes_recordings() {
+    let app = App::start();
+    app.respond("/recorded", 200, "text/plain", "ok");
     let mut engine = draining_engine(2);
     let calls = [
         Call::dial(engine.sip, "late-night", Source::tone(440.0)),
@@ -182,7 +185,10 @@ fn drain_timeout_hangs_up_with_a_reason_and_finishes_recordings() {
         &format!("/v1/Account/{ACCOUNT}/Conference/late-night/Record/"),
         Credentials::Basic(ACCOUNT, TOKEN),
         &[],
-        Some("{\"file_format\":\"wav\"}"),
+        Some(&format!(
+            "{{\"file_format\":\"wav\",\"callback_url\":\"{}\"}}",
+            app.url("/recorded")
+        )),
     )
     .expect("record request");
     assert_eq!(started.status, 202, "{started}");
@@ -223,6 +229,14 @@ fn drain_timeout_hangs_up_with_a_reason_and_finishes_recordings() {
     let seconds = wav_seconds(&done[0]);
     // About 1 s before the signal and 2 s of drain.
     assert!((2.0..=5.0).contains(&seconds), "{seconds:.2} s recorded");
+    // The recording's callback went out before the exit.
+    let callbacks = app.requests_to("/recorded");
+    assert_eq!(callbacks.len(), 1, "one recording callback before the exit");
+    let duration_ms: u64 = callbacks[0]
+        .param("recording_duration_ms")
+        .and_then(|d| d.parse().ok())
+        .expect("recording_duration_ms");
+    assert!(duration_ms >= 2000, "callback says {duration_ms} ms");
 }
 
 #[test]

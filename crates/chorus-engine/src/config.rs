@@ -165,6 +165,8 @@ pub struct EngineConfig {
     pub drain_retry_after: u32,
     /// How long shutdown waits for the recordings it stops to finish their files.
     pub recording_finish_timeout: Duration,
+    /// How long shutdown waits for queued callbacks (hangups, recordings) to be delivered.
+    pub webhook_flush_timeout: Duration,
     pub user_agent: String,
     /// Larger SIP messages are dropped (UDP) or close their connection (TCP), counted.
     pub max_sip_message: usize,
@@ -196,6 +198,7 @@ impl EngineConfig {
             hangup_timeout: Duration::from_secs(5),
             drain_retry_after: 60,
             recording_finish_timeout: Duration::from_secs(10),
+            webhook_flush_timeout: Duration::from_secs(5),
             user_agent: format!("Chorus/{}", env!("CARGO_PKG_VERSION")),
             max_sip_message: 64 * 1024,
             sip_security: SipSecurity::default(),

@@ -408,7 +408,8 @@ impl Engine {
     /// Refuses new calls (503), hangs up every live call with a BYE carrying
     /// `Reason: SIP;cause=503` and waits for them to end (at most the configured hangup
     /// timeout), stops every recording and waits for its file (at most the recording finish
-    /// timeout), then stops SIP and the media threads.
+    /// timeout), lets the queued callbacks go out (at most the webhook flush timeout), then
+    /// stops SIP and the media threads.
     pub async fn shutdown(self) {
         self.start_drain();
         let _ = self
@@ -443,6 +444,14 @@ impl Engine {
             warn!(
                 left = self.shared.recordings.live_count(),
                 "recordings still being written at the timeout"
+            );
+        }
+        // The callbacks the ends of calls and recordings queued.
+        let timeout = self.shared.config.webhook_flush_timeout;
+        if !self.shared.webhooks.flush(timeout).await {
+            warn!(
+                pending = self.shared.webhooks.stats().pending,
+                "callbacks still undelivered at the timeout"
             );
         }
         let _ = self.stop_driver.send(true);

@@ -234,6 +234,24 @@ impl Webhooks {
         }
     }
 
+    /// Nothing queued and nothing being delivered (no key has a drain task).
+    pub fn is_idle(&self) -> bool {
+        self.inner.lock_queues().is_empty()
+    }
+
+    /// Waits until [`Webhooks::is_idle`], or `timeout`; true when idle. Shutdown uses it so
+    /// the last callbacks (hangups, recordings) go out before the process exits.
+    pub async fn flush(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_idle() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     pub fn stats(&self) -> WebhookStats {
         let c = &self.inner.counters;
         WebhookStats {
