@@ -255,23 +255,14 @@ async fn run_inner(ctx: &mut CallCtx, conf: Conference, key: RoomKey) -> Result<
     });
     ctx.clear_member_commands();
     let member_id = ctx.shared.rooms.next_member_id();
-    let member = Member {
-        id: member_id,
-        leg: ctx.leg,
-        call_uuid: ctx.call_uuid.clone(),
-        from: ctx.from.clone(),
-        to: ctx.to.clone(),
-        caller_name: ctx.caller_name.clone(),
-        inbound: true,
-        joined: std::time::Instant::now(),
-        flags: MemberFlags {
+    let member = member_record(
+        ctx,
+        member_id,
+        MemberFlags {
             muted: conf.muted,
             deaf: false,
         },
-        codec_rate: ctx.rate(),
-        commands: ctx.member_tx.clone(),
-        waiting: false,
-    };
+    );
     let joined: Joined = match ctx.shared.rooms.join_conference(
         key.clone(),
         ctx.thread,
@@ -349,7 +340,7 @@ async fn run_inner(ctx: &mut CallCtx, conf: Conference, key: RoomKey) -> Result<
         let samples = sound_samples(ctx, sound, ctx.call_params()).await?;
         let mut everyone = joined.others.clone();
         if !waiting {
-            everyone.push(self_member(ctx, member_id));
+            everyone.push(member_record(ctx, member_id, MemberFlags::default()));
         }
         play_to_members(ctx, &everyone, &samples, ctx.thread);
     }
@@ -552,7 +543,8 @@ async fn run_inner(ctx: &mut CallCtx, conf: Conference, key: RoomKey) -> Result<
     Ok(Input::ConferenceLeft { params })
 }
 
-fn self_member(ctx: &CallCtx, member_id: u64) -> Member {
+/// This call as a room member (the registry's record of it).
+fn member_record(ctx: &CallCtx, member_id: u64, flags: MemberFlags) -> Member {
     Member {
         id: member_id,
         leg: ctx.leg,
@@ -562,7 +554,7 @@ fn self_member(ctx: &CallCtx, member_id: u64) -> Member {
         caller_name: ctx.caller_name.clone(),
         inbound: true,
         joined: std::time::Instant::now(),
-        flags: MemberFlags::default(),
+        flags,
         codec_rate: ctx.rate(),
         commands: ctx.member_tx.clone(),
         waiting: false,

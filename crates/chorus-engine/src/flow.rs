@@ -377,21 +377,7 @@ impl CallCtx {
                     other => chorus_flow::FetchFailure::Failed(other.to_string()),
                 })
         };
-        tokio::pin!(fetch);
-        loop {
-            tokio::select! {
-                result = &mut fetch => return Ok(result),
-                wake = self.pump_live() => match wake? {
-                    Wake::Dtmf(d) => self.pending_digits.push_back(d),
-                    Wake::Member(MemberCommand::Hangup) => {
-                        self.end_call(Ending::api(), 480);
-                        return Err(Gone);
-                    }
-                    Wake::Member(other) => self.deferred.push_back(other),
-                    _ => {}
-                },
-            }
-        }
+        self.while_waiting(fetch).await
     }
 
     /// Queues a notification (ordered per `order_key`).
