@@ -375,6 +375,11 @@ fn measure<S: Session>(harness: &mut Harness, session: &mut S, load: &Load) -> a
         }
         session.idle(Duration::from_millis(10));
     };
+    // The media thread hands its figures over at `end`, usually before the loop above got
+    // round to the closing scrape: take it now, or the engine's tick metrics would read n/a.
+    if after.is_none() {
+        after = session.tick_metrics();
+    }
     let (before, after) = (before.unwrap_or_default(), after.unwrap_or_default());
     if stats.gen_skipped_ticks > 0 || stats.send_errors > 0 {
         eprintln!(
