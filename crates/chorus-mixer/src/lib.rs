@@ -75,6 +75,7 @@ pub use codec::{MAX_FRAME, MAX_PAYLOAD};
 pub use error::MixerError;
 pub use stats::{LegStats, ThreadStats, ThreadStatsSnapshot, JITTER_BOUNDS_US, TICK_BOUNDS_US};
 pub use talk::TalkConfig;
+pub use thread::MAX_TICK_SLOTS;
 
 /// Identifies a leg (one call's media) across the engine and the media threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,6 +1,13 @@
 //! The media thread: a loop over absolute deadlines that runs every room it owns once per
 //! 20 ms period, rooms spread over `tick_slots` slots so their packets don't all leave at the
 //! same instant.
+//!
+//! Slots are opened as the work needs them, not all at once: each wake-up of the thread costs
+//! about as much CPU as the packets of 10–30 G.711 members on a VM (timer, context switch, the
+//! idle core's exit), so a lightly loaded thread wakes once per period for all its rooms. A new
+//! room joins the open slot with the least work while that work is under [`SLOT_BUDGET_US`];
+//! then the next slot opens. Slots without rooms are not woken for (slot 0 always is: commands
+//! are applied at every wake-up).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +30,11 @@ const RECV_BUDGET: usize = 32;
 const MAX_CATCH_UP: u32 = 5;
 /// Periods between two samplings of the legs' loss and jitter (one second).
 const SAMPLE_EVERY: u64 = 50;
+/// Work per period (µs) a slot takes before new rooms go to another slot: a tenth of the
+/// period, about 250 G.711 members or four Opus rooms of 10 here.
+const SLOT_BUDGET_US: u32 = 2_000;
+/// The most slots a period is divided into (`media.tick_slots` is checked against it).
+pub const MAX_TICK_SLOTS: usize = 20;
 
 /// What the last sampling saw of the leg in the same slot of `legs`.
 #[derive(Clone, Copy, Default)]
@@ -50,7 +62,10 @@ pub(crate) struct MediaThread {
     /// Taps added for a room that has no leg on this thread yet: adopted by the room when its
     /// first leg arrives (at most [`MAX_TAPS`] per room).
     pending_taps: Vec<(RoomId, Box<Tap>)>,
-    next_tick_slot: usize,
+    /// Rooms in each tick slot.
+    slot_rooms: [u32; MAX_TICK_SLOTS],
+    /// Each slot's work per period (µs), smoothed over about eight periods.
+    slot_work_us: [u32; MAX_TICK_SLOTS],
     recv_buf: Box<[u8; 2048]>,
     scratch: Scratch,
     /// Origin of the arrival times handed to jitter buffers.
@@ -82,7 +97,8 @@ impl MediaThread {
             by_id: HashMap::with_capacity(config.legs_per_thread_hint),
             rooms: Vec::with_capacity(config.legs_per_thread_hint / 2 + 1),
             pending_taps: Vec::new(),
-            next_tick_slot: 0,
+            slot_rooms: [0; MAX_TICK_SLOTS],
+            slot_work_us: [0; MAX_TICK_SLOTS],
             recv_buf: Box::new([0; 2048]),
             scratch: Scratch::new(),
             started: Instant::now(),
@@ -94,8 +110,12 @@ impl MediaThread {
         &self.stats[self.index]
     }
 
+    fn slots(&self) -> usize {
+        self.config.tick_slots.clamp(1, MAX_TICK_SLOTS)
+    }
+
     pub fn run(mut self) {
-        let slots = self.config.tick_slots.max(1) as u32;
+        let slots = self.slots() as u32;
         let step = self.config.tick / slots;
         // Threads start at staggered offsets so their sends don't land at the same instant.
         let offset = step * self.index as u32 / self.threads.max(1) as u32;
@@ -121,8 +141,11 @@ impl MediaThread {
                     self.sample_legs();
                 }
             }
+            let work_us = done.duration_since(woke).as_micros() as u64;
+            let smoothed = &mut self.slot_work_us[slot];
+            *smoothed = ((u64::from(*smoothed) * 7 + work_us) / 8).min(u64::from(u32::MAX)) as u32;
             let stats = &self.stats[self.index];
-            stats.record_tick_duration(done.duration_since(woke).as_micros() as u64);
+            stats.record_tick_duration(work_us);
             // An overrun is a room tick that ends after the same slot's next deadline: its
             // rooms' next period then starts late. Ending after the *following slot's*
             // deadline (a quarter period) only delays other rooms, and shows in the lateness
@@ -130,8 +153,14 @@ impl MediaThread {
             if done > deadline + self.config.tick {
                 stats.overruns.fetch_add(1, Ordering::Relaxed);
             }
-            deadline += step;
-            slot = (slot + 1) % slots as usize;
+            // The next slot with rooms, or slot 0 (commands) when the others are empty.
+            loop {
+                deadline += step;
+                slot = (slot + 1) % slots as usize;
+                if slot == 0 || self.slot_rooms[slot] > 0 {
+                    break;
+                }
+            }
             if done > deadline + self.config.tick * MAX_CATCH_UP {
                 let behind = done.duration_since(deadline);
                 let skip = (behind.as_nanos() / self.config.tick.as_nanos()) as u32;
@@ -354,8 +383,8 @@ impl MediaThread {
         let index = match self.rooms.iter().position(|r| r.id == room_id) {
             Some(i) => i,
             None => {
-                let tick_slot = self.next_tick_slot;
-                self.next_tick_slot = (self.next_tick_slot + 1) % self.config.tick_slots.max(1);
+                let tick_slot = self.pick_tick_slot();
+                self.slot_rooms[tick_slot] += 1;
                 let mut room = Room::new(room_id, tick_slot, self.config.max_talkers);
                 // Taps that were waiting for this room start hearing it now.
                 let mut i = 0;
@@ -389,6 +418,11 @@ impl MediaThread {
         });
     }
 
+    fn pick_tick_slot(&self) -> usize {
+        let slots = self.slots();
+        pick_slot(&self.slot_rooms[..slots], &self.slot_work_us[..slots])
+    }
+
     fn reshape(&mut self, room: RoomId) {
         if let Some(r) = self.rooms.iter_mut().find(|r| r.id == room) {
             if r.reshape(&mut self.legs, &self.config).is_err() {
@@ -409,6 +443,10 @@ impl MediaThread {
             let _ = self.rooms[r].remove(slot, &mut self.legs, &self.config);
             if self.rooms[r].legs.is_empty() {
                 let mut ended = self.rooms.swap_remove(r);
+                self.slot_rooms[ended.tick_slot] -= 1;
+                if self.slot_rooms[ended.tick_slot] == 0 {
+                    self.slot_work_us[ended.tick_slot] = 0;
+                }
                 for tap in ended.take_taps() {
                     self.end_tap(ended.id, tap);
                 }
@@ -533,7 +571,7 @@ impl MediaThread {
 
     /// Every slot once: one whole 20 ms period (manual driving in tests and benchmarks).
     pub fn tick_all(&mut self, now: Instant) {
-        for slot in 0..self.config.tick_slots.max(1) {
+        for slot in 0..self.slots() {
             self.tick_slot(slot, now);
         }
         let ticks = self.stats().ticks.fetch_add(1, Ordering::Relaxed) + 1;
@@ -591,5 +629,64 @@ fn lost(leg: Box<Leg>) -> MixerEvent {
         leg: leg.id,
         stats: leg.final_stats(),
         resources: LegResources(leg),
+    }
+}
+
+/// The slot a new room ticks in, given each slot's rooms and smoothed work: the open slot with
+/// the least work while that is under [`SLOT_BUDGET_US`], else the first empty slot, else
+/// (every slot open and busy) the one with the least work.
+fn pick_slot(rooms: &[u32], work_us: &[u32]) -> usize {
+    let least_busy = (0..rooms.len())
+        .filter(|&s| rooms[s] > 0)
+        .min_by_key(|&s| work_us[s]);
+    match least_busy {
+        Some(s) if work_us[s] < SLOT_BUDGET_US => s,
+        _ => (0..rooms.len())
+            .find(|&s| rooms[s] == 0)
+            .or(least_busy)
+            .unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pick_slot, SLOT_BUDGET_US};
+
+    const UNDER: u32 = SLOT_BUDGET_US / 4;
+    const OVER: u32 = SLOT_BUDGET_US + 1;
+
+    #[test]
+    fn first_room_ticks_in_slot_zero() {
+        assert_eq!(pick_slot(&[0, 0, 0, 0], &[0, 0, 0, 0]), 0);
+    }
+
+    #[test]
+    fn rooms_share_a_slot_while_its_work_is_under_budget() {
+        assert_eq!(pick_slot(&[7, 0, 0, 0], &[UNDER, 0, 0, 0]), 0);
+    }
+
+    #[test]
+    fn a_busy_slot_opens_the_next() {
+        assert_eq!(pick_slot(&[25, 0, 0, 0], &[OVER, 0, 0, 0]), 1);
+        assert_eq!(pick_slot(&[25, 20, 0, 0], &[OVER, UNDER, 0, 0]), 1);
+    }
+
+    #[test]
+    fn an_open_slot_under_budget_beats_an_empty_one() {
+        // Slot 1 emptied when its rooms ended; slot 2 still has room for more.
+        assert_eq!(pick_slot(&[25, 0, 3, 0], &[OVER, 0, UNDER, 0]), 2);
+    }
+
+    #[test]
+    fn when_every_slot_is_busy_the_least_busy_takes_it() {
+        assert_eq!(
+            pick_slot(&[9, 9, 9, 9], &[OVER + 30, OVER, OVER + 10, OVER + 20]),
+            1
+        );
+    }
+
+    #[test]
+    fn a_single_slot_takes_every_room() {
+        assert_eq!(pick_slot(&[40], &[OVER]), 0);
     }
 }

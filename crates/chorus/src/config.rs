@@ -525,8 +525,9 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
         engine.mixer.opus_complexity = c;
     }
     if let Some(slots) = file.media.tick_slots {
-        if !(1..=20).contains(&slots) {
-            bail!("media.tick_slots must be 1..=20, not {slots}");
+        let max = chorus_mixer::MAX_TICK_SLOTS;
+        if !(1..=max).contains(&slots) {
+            bail!("media.tick_slots must be 1..={max}, not {slots}");
         }
         engine.mixer.tick_slots = slots;
     }
