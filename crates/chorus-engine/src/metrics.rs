@@ -73,7 +73,7 @@ impl Collector for EngineCollector {
             snapshots.iter().map(|s| s.legs as i64).sum(),
         )?;
         type Field = fn(&chorus_mixer::ThreadStatsSnapshot) -> u64;
-        let counters: [(&str, &str, Field); 12] = [
+        let counters: [(&str, &str, Field); 13] = [
             ("chorus_media_ticks", "20 ms periods run", |s| s.ticks),
             (
                 "chorus_media_tick_overruns",
@@ -110,6 +110,11 @@ impl Collector for EngineCollector {
                 "chorus_media_encoder_forks",
                 "Opus encoders forked from a shared encoder",
                 |s| s.forks,
+            ),
+            (
+                "chorus_media_forwards",
+                "Packets sent to a talker as the other talker's packet, without an encode",
+                |s| s.forwards,
             ),
             (
                 "chorus_media_silence_sends",

@@ -69,6 +69,9 @@ pub(crate) enum Output {
     Private,
     /// The cached silence payload (deaf, or nothing to hear).
     Silence,
+    /// The payload the leg in this slot of `legs` sent us this tick, as it came (the leg is a
+    /// talker whose mix is that one other talker alone; see `Room::tick`).
+    Forward(usize),
 }
 
 /// Codec state built on the control side, so a media thread never allocates it.
@@ -140,6 +143,11 @@ pub(crate) struct Leg {
     /// This tick's audio at the room rate, valid when `has_audio`.
     pub frame: Box<[i16; MAX_FRAME]>,
     pub has_audio: bool,
+    /// This tick's frame is exactly one packet as received, kept here (`forward_len` bytes)
+    /// so a talker who hears only this leg can be sent it without an encode; 0 otherwise
+    /// (concealed, FEC, several packets, a partial frame, skipped).
+    forward: Box<[u8; MAX_PAYLOAD]>,
+    pub forward_len: usize,
     /// A frame (decoded or skipped) came off the jitter buffer this tick.
     pub arrived: bool,
     /// Level the sender reported in its last packet (RFC 6464), dBov.
@@ -198,6 +206,8 @@ impl Leg {
             faded: false,
             frame: Box::new([0; MAX_FRAME]),
             has_audio: false,
+            forward: Box::new([0; MAX_PAYLOAD]),
+            forward_len: 0,
             arrived: false,
             reported_level: None,
             talk: TalkDetector::new(),
@@ -468,14 +478,19 @@ impl Leg {
     pub fn decode(&mut self, room_rate: u32, skip: bool, scratch: &mut [i16; MAX_FRAME]) -> u64 {
         self.has_audio = false;
         self.arrived = false;
+        self.forward_len = 0;
         if !self.flow.receive {
             return 0;
         }
         let codec_frame = self.codec.encoding.frame_samples();
         let mut decodes = 0;
+        // Forwardable: the first pop is a packet holding exactly this tick's frame.
+        let mut pops = 0u32;
         while self.fifo_len < codec_frame {
             let room = self.fifo.len() - self.fifo_len;
             let out = &mut self.fifo[self.fifo_len..];
+            let first = pops == 0 && self.fifo_len == 0;
+            pops += 1;
             match self.jitter.pop() {
                 Pop::Packet { payload, .. } => {
                     if skip {
@@ -489,6 +504,10 @@ impl Leg {
                     if n == 0 {
                         self.stats.malformed += 1;
                         continue;
+                    }
+                    if first && n == codec_frame && payload.len() <= MAX_PAYLOAD {
+                        self.forward[..payload.len()].copy_from_slice(payload);
+                        self.forward_len = payload.len();
                     }
                     self.fifo_len += n;
                     self.concealed_run = 0;
@@ -546,6 +565,9 @@ impl Leg {
                 Pop::Empty => break,
             }
         }
+        if pops != 1 {
+            self.forward_len = 0;
+        }
         if self.fifo_len == 0 {
             return decodes;
         }
@@ -585,6 +607,23 @@ impl Leg {
     /// instead — or only advances the clock when the leg must not send. `out` is scratch for
     /// the datagram.
     pub fn send(&mut self, payload: &[u8], out: &mut [u8]) -> Result<bool, ()> {
+        self.send_or_gap(Some(payload), out)
+    }
+
+    /// This tick's packet was lost before it reached us (a forwarded talker's): nothing goes
+    /// out, but the sequence number moves on so the peer's decoder knows a packet is missing
+    /// and conceals it (or recovers it from the next packet's in-band FEC). Telephone-events
+    /// due this tick still go.
+    pub fn send_gap(&mut self, out: &mut [u8]) -> Result<bool, ()> {
+        self.send_or_gap(None, out)
+    }
+
+    /// The payload this tick's frame arrived in, when it can be forwarded as it is.
+    pub fn forward_payload(&self) -> Option<&[u8]> {
+        (self.forward_len > 0).then(|| &self.forward[..self.forward_len])
+    }
+
+    fn send_or_gap(&mut self, payload: Option<&[u8]>, out: &mut [u8]) -> Result<bool, ()> {
         let timestamp = self.timestamp;
         self.timestamp = self
             .timestamp
@@ -613,6 +652,10 @@ impl Leg {
                 (header, &event_payload[..])
             }
             None => {
+                let Some(payload) = payload else {
+                    self.sequence = self.sequence.wrapping_add(1);
+                    return Ok(false);
+                };
                 let header = RtpHeader {
                     payload_type: self.codec.payload_type,
                     // RFC 3551 §4.1: the marker flags the first packet of a talkspurt; our

@@ -81,6 +81,8 @@ pub(crate) struct TickCounts {
     pub encodes: u64,
     pub decodes: u64,
     pub forks: u64,
+    /// Talkers sent the other talker's packet as it came instead of an encode.
+    pub forwards: u64,
     pub silence_sends: u64,
     pub packets_out: u64,
     pub send_errors: u64,
@@ -292,8 +294,10 @@ impl Room {
             // A quiet member that is not mixed needs no decode when it reports its level
             // (RFC 6464); without one, an expensive decoder (Opus) runs only on every
             // `quiet_decode_interval`-th tick to watch for speech. That is what keeps rooms
-            // of listeners cheap.
-            let quiet = !leg.talk.talking() && !self.mix_set.contains(&s);
+            // of listeners cheap. Once a sampled frame is loud, every frame is decoded until
+            // the detector decides, so a new talker is heard a tick after the start
+            // hysteresis allows, not `quiet_decode_interval` ticks later.
+            let quiet = !leg.talk.talking() && !leg.talk.rising() && !self.mix_set.contains(&s);
             let sampled = leg.reported_level.is_none()
                 && quiet
                 && leg.decoder.is_expensive()
@@ -384,6 +388,11 @@ impl Room {
             group.pcm_ready = false;
             group.payload_ready = false;
         }
+        let pair = if config.shared_encoding && contributors == 2 {
+            forward_pair(&self.legs, legs)
+        } else {
+            [None, None]
+        };
         for &s in &self.legs {
             let Some(leg) = legs[s].as_deref_mut() else {
                 continue;
@@ -398,6 +407,8 @@ impl Room {
                 Output::Private
             } else if leg.flags.deaf || !hears_something {
                 Output::Silence
+            } else if let Some(&(_, from)) = pair.iter().flatten().find(|(to, _)| *to == s) {
+                Output::Forward(from)
             } else if leg.contributed || !config.shared_encoding {
                 Output::Private
             } else {
@@ -418,6 +429,17 @@ impl Room {
         // Produce and send.
         let rate = self.rate;
         for &s in &self.legs {
+            // A forwarded payload comes from another slot of `legs`: copied out first.
+            let forwarded = match legs[s].as_deref().map(|l| l.output) {
+                Some(Output::Forward(from)) => legs[from]
+                    .as_deref()
+                    .and_then(Leg::forward_payload)
+                    .map(|p| {
+                        scratch.payload[..p.len()].copy_from_slice(p);
+                        p.len()
+                    }),
+                _ => None,
+            };
             let Some(leg) = legs[s].as_deref_mut() else {
                 continue;
             };
@@ -426,6 +448,13 @@ impl Room {
             };
             let codec_frame = group.encoding.frame_samples();
             let sent = match leg.output {
+                Output::Forward(_) => match forwarded {
+                    Some(len) => {
+                        counts.forwards += 1;
+                        leg.send(&scratch.payload[..len], &mut scratch.datagram[..])
+                    }
+                    None => leg.send_gap(&mut scratch.datagram[..]),
+                },
                 Output::Silence => {
                     counts.silence_sends += 1;
                     leg.send(&group.silence, &mut scratch.datagram[..])
@@ -490,6 +519,49 @@ impl Room {
         }
         counts
     }
+}
+
+/// With exactly two mixed talkers, each hears the other alone: rather than decode, mix and
+/// re-encode, each can be sent the other's packet as it came — no encode, no transcoding loss,
+/// and end to end the peer's own FEC and loss concealment work on the original stream. Returns
+/// the (listener slot, talker slot) pairs where that applies:
+/// - both legs use the same encoding (any Opus packet decodes in any Opus decoder: for Opus,
+///   any two Opus legs), and the listener has no playback of its own and isn't deaf (those
+///   take the private path earlier);
+/// - the talker's frame this tick is one packet as received. When it is not (lost and
+///   concealed, or several packets), a stateless encoder (G.711) encodes the concealed frame
+///   as before; an Opus listener keeps the forward and gets a gap in our sequence numbers
+///   instead, so its decoder conceals the loss itself rather than hear a frame from our own
+///   encoder, whose state its decoder has not followed.
+///
+/// What this trades: a talker moving between forwarded and encoded audio (a third talker
+/// starts, or it stops talking) switches its Opus decoder to another encoder's stream, which
+/// can smear the first frame after the switch, as already happens when a talker returns to
+/// the shared stream.
+fn forward_pair(room_legs: &[usize], legs: &[Option<Box<Leg>>]) -> [Option<(usize, usize)>; 2] {
+    let mut talkers = room_legs
+        .iter()
+        .copied()
+        .filter(|&s| legs[s].as_deref().is_some_and(|l| l.contributed));
+    let (Some(a), Some(b)) = (talkers.next(), talkers.next()) else {
+        return [None, None];
+    };
+    let forwardable = |to: usize, from: usize| {
+        let (Some(to_leg), Some(from_leg)) = (legs[to].as_deref(), legs[from].as_deref()) else {
+            return false;
+        };
+        let same = match (to_leg.codec.encoding, from_leg.codec.encoding) {
+            (Encoding::Opus { .. }, Encoding::Opus { .. }) => true,
+            (x, y) => x == y,
+        };
+        same && to_leg.playback.is_none()
+            && !to_leg.flags.deaf
+            && (from_leg.forward_len > 0 || to_leg.encoder.is_stateful())
+    };
+    [
+        forwardable(a, b).then_some((a, b)),
+        forwardable(b, a).then_some((b, a)),
+    ]
 }
 
 /// The room total clamped once and brought to the group's rate; computed at most once a tick.

@@ -30,6 +30,8 @@ pub struct ThreadStats {
     pub(crate) decodes: AtomicU64,
     /// Opus encoders forked from a shared encoder's state.
     pub(crate) forks: AtomicU64,
+    /// Packets sent as another talker's packet as it came, instead of an encode.
+    pub(crate) forwards: AtomicU64,
     /// Packets sent from a cached silence payload instead of an encode.
     pub(crate) silence_sends: AtomicU64,
     pub(crate) codec_errors: AtomicU64,
@@ -80,6 +82,7 @@ pub struct ThreadStatsSnapshot {
     pub encodes: u64,
     pub decodes: u64,
     pub forks: u64,
+    pub forwards: u64,
     pub silence_sends: u64,
     pub codec_errors: u64,
     pub packets_lost: u64,
@@ -138,6 +141,7 @@ impl ThreadStats {
             encodes: self.encodes.load(Relaxed),
             decodes: self.decodes.load(Relaxed),
             forks: self.forks.load(Relaxed),
+            forwards: self.forwards.load(Relaxed),
             silence_sends: self.silence_sends.load(Relaxed),
             codec_errors: self.codec_errors.load(Relaxed),
             packets_lost: self.packets_lost.load(Relaxed),

@@ -50,6 +50,11 @@ impl TalkDetector {
         self.talking
     }
 
+    /// Not talking yet, but the last frame was loud enough to start: the next frames decide.
+    pub fn rising(&self) -> bool {
+        !self.talking && self.loud_run > 0
+    }
+
     pub fn level(&self) -> f32 {
         self.level
     }

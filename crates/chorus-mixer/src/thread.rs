@@ -548,6 +548,7 @@ impl MediaThread {
             totals.encodes += counts.encodes;
             totals.decodes += counts.decodes;
             totals.forks += counts.forks;
+            totals.forwards += counts.forwards;
             totals.silence_sends += counts.silence_sends;
             totals.packets_out += counts.packets_out;
             totals.send_errors += counts.send_errors;
@@ -564,6 +565,7 @@ impl MediaThread {
         stats.encodes.fetch_add(totals.encodes, Ordering::Relaxed);
         stats.decodes.fetch_add(totals.decodes, Ordering::Relaxed);
         stats.forks.fetch_add(totals.forks, Ordering::Relaxed);
+        stats.forwards.fetch_add(totals.forwards, Ordering::Relaxed);
         stats
             .silence_sends
             .fetch_add(totals.silence_sends, Ordering::Relaxed);

@@ -66,6 +66,11 @@ impl Source {
         }
     }
 
+    /// Every payload the source cycles through.
+    pub fn payloads(&self) -> &[Vec<u8>] {
+        &self.payloads
+    }
+
     /// The next RTP datagram.
     pub fn next_datagram(&mut self) -> Vec<u8> {
         let payload = &self.payloads[self.next % self.payloads.len()];

@@ -1,6 +1,7 @@
-//! Encodes and decodes per tick, counted by the thread's own counters on a manually driven
-//! media thread: the shared-encode strategy must encode once per distinct mix, the naive one
-//! once per member, a silent room not at all, and the talker cap must bound the work.
+//! Encodes, forwards and decodes per tick, counted by the thread's own counters on a manually
+//! driven media thread: the shared-encode strategy must encode once per distinct mix (two
+//! talkers get each other's packets), the naive one once per member, a silent room not at all,
+//! and the talker cap must bound the work.
 
 #![allow(clippy::unwrap_used)]
 
@@ -55,6 +56,7 @@ impl Room {
             encodes: after.encodes - before.encodes,
             decodes: after.decodes - before.decodes,
             forks: after.forks - before.forks,
+            forwards: after.forwards - before.forwards,
             silence_sends: after.silence_sends - before.silence_sends,
             packets_out: after.packets_out - before.packets_out,
             ..after
@@ -76,11 +78,15 @@ fn talkers(k: usize, n: usize, opus: bool) -> Vec<Source> {
 }
 
 #[test]
-fn shared_strategy_encodes_once_per_talker_plus_once_for_all_listeners() {
+fn shared_strategy_encodes_once_for_the_listeners_and_forwards_between_two_talkers() {
     let mut room = Room::new(MixerConfig::default(), Codec::PCMU, talkers(2, 10, false));
     room.run(20);
     let s = room.run(50);
-    assert_eq!(s.encodes, 50 * 3, "2 private + 1 shared per tick: {s:?}");
+    assert_eq!(
+        s.encodes, 50,
+        "1 shared per tick; the 2 talkers get each other's packets: {s:?}"
+    );
+    assert_eq!(s.forwards, 50 * 2, "{s:?}");
     assert_eq!(s.decodes, 50 * 10, "{s:?}");
     assert_eq!(s.packets_out, 50 * 10, "{s:?}");
 }
@@ -129,13 +135,22 @@ fn opus_room_shares_the_listener_encode_and_forks_a_new_talker() {
     let mut room = Room::new(MixerConfig::default(), codec, std::mem::take(&mut sources));
     room.run(20);
     let s = room.run(25);
-    assert_eq!(s.encodes, 25 * 3, "{s:?}");
+    assert_eq!(s.encodes, 25, "{s:?}");
+    assert_eq!(
+        s.forwards,
+        25 * 2,
+        "the two talkers hear each other forwarded: {s:?}"
+    );
     assert_eq!(s.forks, 0, "{s:?}");
     // Talkers are decoded every tick, the 8 quiet members one tick in four.
     assert_eq!(s.decodes, 25 * (2 + 2), "{s:?}");
-    // A listener starts talking: its private encoder continues the shared stream.
+    // A listener starts talking: its private encoder continues the shared stream, and with
+    // three talkers each needs its own mix.
     room.sources[5] = Source::opus(Some(2000.0), 8000.0);
     let s = room.run(25);
     assert_eq!(s.forks, 1, "exactly one fork, at the switch: {s:?}");
-    assert!(s.encodes >= 25 * 3 && s.encodes <= 25 * 4, "{s:?}");
+    assert!(s.encodes > 25 && s.encodes <= 25 * 4, "{s:?}");
+    let s = room.run(25);
+    assert_eq!(s.encodes, 25 * 4, "3 private + 1 shared: {s:?}");
+    assert_eq!(s.forwards, 0, "{s:?}");
 }

@@ -1,0 +1,203 @@
+//! Two mixed talkers hear each other's packets as they were sent, without an encode; the
+//! listeners still share one encode. Driven by hand on a media thread whose legs send to real
+//! loopback sockets the test reads.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use chorus_media::rtp::RtpPacket;
+use chorus_mixer::{Codec, LegId, LegSpec, ManualThread, MixerConfig, RoomId, ThreadStatsSnapshot};
+use common::Source;
+
+struct Member {
+    source: Source,
+    /// Where the leg sends: the test's socket, standing for the member's phone.
+    phone: UdpSocket,
+}
+
+struct Room {
+    thread: ManualThread,
+    members: Vec<Member>,
+    now: Instant,
+}
+
+/// What a phone received: (sequence number, payload) of each packet.
+type Received = Vec<(u16, Vec<u8>)>;
+
+impl Room {
+    fn new(codec: Codec, sources: Vec<Source>) -> Self {
+        let mut thread = ManualThread::new(MixerConfig::default());
+        let handle = thread.handle();
+        let mut members = Vec::new();
+        for (i, source) in sources.into_iter().enumerate() {
+            let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+            phone.set_nonblocking(true).unwrap();
+            let mut spec = LegSpec::new(
+                LegId(i as u64),
+                UdpSocket::bind("127.0.0.1:0").unwrap(),
+                codec,
+            );
+            spec.remote = Some(phone.local_addr().unwrap());
+            handle.add_leg(0, RoomId(1), spec).unwrap();
+            members.push(Member { source, phone });
+        }
+        thread.apply_commands();
+        Self {
+            thread,
+            members,
+            now: Instant::now(),
+        }
+    }
+
+    /// `ticks` periods; `lose(member, tick)` drops that member's packet of that tick.
+    fn run(
+        &mut self,
+        ticks: usize,
+        lose: impl Fn(usize, usize) -> bool,
+    ) -> (ThreadStatsSnapshot, Vec<Received>) {
+        let before = self.thread.stats();
+        let mut received: Vec<Received> = vec![Vec::new(); self.members.len()];
+        for tick in 0..ticks {
+            for (i, m) in self.members.iter_mut().enumerate() {
+                let datagram = m.source.next_datagram();
+                if lose(i, tick) {
+                    continue;
+                }
+                let from: SocketAddr = m.phone.local_addr().unwrap();
+                assert!(self
+                    .thread
+                    .inject(LegId(i as u64), &datagram, from, self.now));
+            }
+            self.thread.tick(self.now);
+            self.now += Duration::from_millis(20);
+            for (i, m) in self.members.iter().enumerate() {
+                let mut buf = [0u8; 1500];
+                while let Ok(n) = m.phone.recv(&mut buf) {
+                    let packet = RtpPacket::parse(&buf[..n]).unwrap();
+                    received[i].push((packet.sequence, packet.payload.to_vec()));
+                }
+            }
+        }
+        let after = self.thread.stats();
+        let stats = ThreadStatsSnapshot {
+            encodes: after.encodes - before.encodes,
+            forwards: after.forwards - before.forwards,
+            forks: after.forks - before.forks,
+            packets_out: after.packets_out - before.packets_out,
+            ..after
+        };
+        (stats, received)
+    }
+
+    fn payloads_of(&self, member: usize) -> &[Vec<u8>] {
+        self.members[member].source.payloads()
+    }
+}
+
+fn sources(opus: bool, tones: &[Option<f64>]) -> Vec<Source> {
+    tones
+        .iter()
+        .map(|&t| {
+            if opus {
+                Source::opus(t, 8000.0)
+            } else {
+                Source::pcmu(t, 8000.0)
+            }
+        })
+        .collect()
+}
+
+/// Every packet of `got` carries one of `sent`'s payloads byte for byte.
+fn all_from(got: &Received, sent: &[Vec<u8>]) -> bool {
+    got.iter().all(|(_, p)| sent.contains(p))
+}
+
+#[test]
+fn two_talkers_get_each_others_packets_as_sent() {
+    // Tones that don't fit a whole number of cycles in 20 ms, so every payload differs.
+    let tones = [Some(470.0), Some(1230.0), None, None];
+    let mut room = Room::new(Codec::PCMU, sources(false, &tones));
+    room.run(30, |_, _| false);
+    let (stats, got) = room.run(50, |_, _| false);
+    assert_eq!(stats.forwards, 50 * 2, "{stats:?}");
+    assert_eq!(
+        stats.encodes, 50,
+        "one shared encode for the listeners: {stats:?}"
+    );
+    assert_eq!(got[0].len(), 50);
+    assert_eq!(got[1].len(), 50);
+    assert!(all_from(&got[0], room.payloads_of(1)), "A gets B's packets");
+    assert!(all_from(&got[1], room.payloads_of(0)), "B gets A's packets");
+    assert!(!all_from(&got[2], room.payloads_of(0)) && !all_from(&got[2], room.payloads_of(1)));
+}
+
+#[test]
+fn opus_talkers_are_forwarded_and_a_lost_packet_reaches_the_peer_as_a_gap() {
+    let tones = [Some(470.0), Some(1230.0), None, None, None];
+    let mut room = Room::new(Codec::opus(111, true, false), sources(true, &tones));
+    room.run(30, |_, _| false);
+    // B's packet of tick 20 is lost on its way in.
+    let (stats, got) = room.run(50, |member, tick| member == 1 && tick == 20);
+    assert_eq!(
+        stats.encodes, 50,
+        "one shared encode, none for the talkers: {stats:?}"
+    );
+    assert_eq!(stats.forwards, 50 * 2 - 1, "{stats:?}");
+    assert!(
+        all_from(&got[0], room.payloads_of(1)),
+        "A gets B's packets as sent"
+    );
+    assert!(
+        all_from(&got[1], room.payloads_of(0)),
+        "B gets A's packets as sent"
+    );
+    // A's stream: one packet fewer, and the sequence numbers say where it went missing.
+    assert_eq!(got[0].len(), 49);
+    let jumps: Vec<u16> = got[0]
+        .windows(2)
+        .map(|w| w[1].0.wrapping_sub(w[0].0))
+        .filter(|&d| d != 1)
+        .collect();
+    assert_eq!(jumps, vec![2], "one gap of one packet");
+    // The listeners' shared stream has no gap.
+    assert_eq!(got[3].len(), 50);
+    assert!(got[3].windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 1));
+}
+
+#[test]
+fn a_lost_g711_packet_is_concealed_and_encoded_instead() {
+    let tones = [Some(470.0), Some(1230.0), None];
+    let mut room = Room::new(Codec::PCMU, sources(false, &tones));
+    room.run(30, |_, _| false);
+    let (stats, got) = room.run(50, |member, tick| member == 1 && tick == 20);
+    assert_eq!(
+        got[0].len(),
+        50,
+        "G.711 has no decoder state to keep: no gap"
+    );
+    assert!(got[0].windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 1));
+    assert_eq!(stats.forwards, 50 * 2 - 1, "{stats:?}");
+    assert_eq!(
+        stats.encodes,
+        50 + 1,
+        "the concealed frame is encoded: {stats:?}"
+    );
+}
+
+#[test]
+fn a_third_talker_ends_forwarding() {
+    let tones = [Some(470.0), Some(1230.0), Some(2110.0), None, None];
+    let mut room = Room::new(Codec::PCMU, sources(false, &tones));
+    room.run(30, |_, _| false);
+    let (stats, got) = room.run(50, |_, _| false);
+    assert_eq!(stats.forwards, 0, "{stats:?}");
+    assert_eq!(stats.encodes, 50 * 4, "3 private + 1 shared: {stats:?}");
+    assert!(
+        !all_from(&got[0], room.payloads_of(1)),
+        "A hears B and C mixed"
+    );
+}
