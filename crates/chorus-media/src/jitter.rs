@@ -184,6 +184,8 @@ pub struct JitterBuffer {
     gap: Option<u32>,
     stats: JitterStats,
     adaptation: Adaptation,
+    /// (slot, length) of the packet the last pull returned, until a push refills that slot.
+    played: Option<(usize, usize)>,
 }
 
 /// Where a pull stands once the head of the ring has been sorted out.
@@ -214,6 +216,7 @@ impl JitterBuffer {
             clock: None,
             packet_ticks: None,
             gap: None,
+            played: None,
             stats: JitterStats::default(),
             adaptation: Adaptation {
                 enabled: false,
@@ -361,6 +364,14 @@ impl JitterBuffer {
 
     /// The payload of the next packet in sequence, if it is here: after [`Pop::Lost`] this is
     /// the packet following the lost one, whose in-band FEC can rebuild it (RFC 6716 §2.1.7).
+    /// The payload of the packet the last [`JitterBuffer::pop`] returned, as long as no push
+    /// has refilled its slot since (a mixer forwarding it after the decode).
+    pub fn played(&self) -> Option<&[u8]> {
+        let (index, len) = self.played?;
+        let start = index * self.max_payload;
+        Some(&self.data[start..start + len])
+    }
+
     pub fn peek(&self) -> Option<&[u8]> {
         let next = self.next?;
         let index = usize::from(next) % self.slots.len();
@@ -444,6 +455,9 @@ impl JitterBuffer {
             self.stats.duplicates += 1;
             return Push::Duplicate;
         }
+        if self.played.is_some_and(|(i, _)| i == index) {
+            self.played = None;
+        }
         self.slots[index] = Slot {
             filled: true,
             non_audio: false,
@@ -462,6 +476,7 @@ impl JitterBuffer {
 
     /// Releases the next packet in sequence, once per packet duration.
     pub fn pop(&mut self) -> Pop<'_> {
+        self.played = None;
         if self.next.is_none() {
             return Pop::Empty;
         }
@@ -522,6 +537,7 @@ impl JitterBuffer {
             self.buffered -= 1;
             self.gap = None;
             self.clock = Some(slot.timestamp.wrapping_add(packet_ticks));
+            self.played = Some((index, slot.len));
             let start = index * self.max_payload;
             Pop::Packet {
                 sequence: slot.sequence,
@@ -856,6 +872,29 @@ mod tests {
         assert_eq!(seq_of(jb.pop()), Some(11));
         assert_eq!(jb.pop(), Pop::Empty);
         assert_eq!(jb.stats().underruns, 1);
+    }
+
+    #[test]
+    fn played_payload_stays_readable_until_its_slot_is_refilled() {
+        // 4 slots: sequence 14 lands in the slot 10 was played from.
+        let mut jb = JitterBuffer::new(4, 8, 2);
+        push(&mut jb, 10);
+        push(&mut jb, 11);
+        assert_eq!(jb.played(), None);
+        assert_eq!(seq_of(jb.pop()), Some(10));
+        assert_eq!(jb.played(), Some(&payload(10)[..]));
+        push(&mut jb, 12);
+        assert_eq!(
+            jb.played(),
+            Some(&payload(10)[..]),
+            "another slot was filled"
+        );
+        push(&mut jb, 14);
+        assert_eq!(jb.played(), None, "its slot now holds 14");
+        assert_eq!(seq_of(jb.pop()), Some(11));
+        assert_eq!(seq_of(jb.pop()), Some(12));
+        assert_eq!(jb.pop(), Pop::Lost);
+        assert_eq!(jb.played(), None, "a loss plays no packet");
     }
 
     #[test]

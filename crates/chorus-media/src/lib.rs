@@ -33,6 +33,7 @@ pub mod resample;
 pub mod rtp;
 pub mod tap;
 pub mod tone;
+pub mod udp;
 
 pub use error::RtpError;
 pub use opus::{CodecError, OpusConfig, OpusDecoder, OpusEncoder};

@@ -1,13 +1,13 @@
 //! One call's media on a media thread: its socket, jitter buffer, codec state, decoded frame,
 //! talk state, private output and outgoing RTP clock.
 
-use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use chorus_media::jitter::{JitterBuffer, Pop, Push};
 use chorus_media::resample::Resampler;
 use chorus_media::rtp::{RtpHeader, RtpPacket};
+use chorus_media::udp::{self, RecvBatch};
 
 use crate::codec::{Decoder, Encoder, MAX_FRAME, MAX_PAYLOAD};
 use crate::dtmf::{DtmfQueue, DtmfReceiver, DtmfTick, EventPayload, ReceivedDigit};
@@ -143,11 +143,10 @@ pub(crate) struct Leg {
     /// This tick's audio at the room rate, valid when `has_audio`.
     pub frame: Box<[i16; MAX_FRAME]>,
     pub has_audio: bool,
-    /// This tick's frame is exactly one packet as received, kept here (`forward_len` bytes)
-    /// so a talker who hears only this leg can be sent it without an encode; 0 otherwise
-    /// (concealed, FEC, several packets, a partial frame, skipped).
-    forward: Box<[u8; MAX_PAYLOAD]>,
-    pub forward_len: usize,
+    /// This tick's frame is exactly one packet as received (still in the jitter buffer's
+    /// slot), so a talker who hears only this leg can be sent it without an encode; false
+    /// when concealed, recovered by FEC, made of several packets or a partial one, or skipped.
+    pub forwardable: bool,
     /// A frame (decoded or skipped) came off the jitter buffer this tick.
     pub arrived: bool,
     /// Level the sender reported in its last packet (RFC 6464), dBov.
@@ -206,8 +205,7 @@ impl Leg {
             faded: false,
             frame: Box::new([0; MAX_FRAME]),
             has_audio: false,
-            forward: Box::new([0; MAX_PAYLOAD]),
-            forward_len: 0,
+            forwardable: false,
             arrived: false,
             reported_level: None,
             talk: TalkDetector::new(),
@@ -267,42 +265,59 @@ impl Leg {
     }
 
     /// Reads every datagram waiting on the socket (bounded, so a flood cannot starve the
-    /// tick) into the jitter buffer; telephone-events become digits handed to `dtmf`.
+    /// tick) into the jitter buffer; telephone-events become digits handed to `dtmf`. One
+    /// `recvmmsg` per [`udp::BATCH`] datagrams: the usual tick costs one system call, not a
+    /// read and a read that finds the socket empty.
     ///
     /// The socket is never `connect`ed: the kernel would then drop strangers' datagrams
     /// unseen, and every drop must be counted; the source check below is one comparison.
     pub fn receive(
         &mut self,
-        buf: &mut [u8],
+        batch: &mut RecvBatch,
         budget: usize,
         now_us: u64,
         dtmf: &mut impl FnMut(ReceivedDigit),
     ) -> Received {
         let mut received = Received::default();
         let foreign_before = self.stats.foreign_dropped;
-        for _ in 0..budget {
+        let mut left = budget;
+        while left > 0 {
             let Some(socket) = self.socket.as_ref() else {
                 break;
             };
-            let (len, source) = match socket.recv_from(buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                // ICMP errors from earlier sends surface here; nothing to read.
-                Err(_) => break,
-            };
-            received.packets += 1;
-            if let SourceState::Locked(peer) = self.source {
-                if source != peer {
-                    // Not even parsed: a flood from elsewhere costs one read per datagram.
-                    self.stats.foreign_dropped += 1;
+            let want = left.min(udp::BATCH);
+            // An error is an ICMP error from an earlier send surfacing: nothing to read.
+            let n = batch.recv(socket, want).unwrap_or(0);
+            left -= n;
+            for i in 0..n {
+                let Some(datagram) = batch.get(i) else {
+                    break;
+                };
+                received.packets += 1;
+                let Some(source) = datagram.source else {
+                    received.malformed += 1;
+                    continue;
+                };
+                if let SourceState::Locked(peer) = self.source {
+                    if source != peer {
+                        // Not even parsed: a flood from elsewhere costs a read per datagram.
+                        self.stats.foreign_dropped += 1;
+                        continue;
+                    }
+                }
+                if datagram.truncated {
+                    received.malformed += 1;
                     continue;
                 }
+                let Ok(packet) = RtpPacket::parse(datagram.payload) else {
+                    received.malformed += 1;
+                    continue;
+                };
+                self.on_packet(&packet, source, now_us, dtmf);
             }
-            let Ok(packet) = RtpPacket::parse(&buf[..len]) else {
-                received.malformed += 1;
-                continue;
-            };
-            self.on_packet(&packet, source, now_us, dtmf);
+            if n < want {
+                break;
+            }
         }
         self.dtmf_in.expire(now_us, dtmf);
         self.stats.packets_in += received.packets;
@@ -478,7 +493,7 @@ impl Leg {
     pub fn decode(&mut self, room_rate: u32, skip: bool, scratch: &mut [i16; MAX_FRAME]) -> u64 {
         self.has_audio = false;
         self.arrived = false;
-        self.forward_len = 0;
+        self.forwardable = false;
         if !self.flow.receive {
             return 0;
         }
@@ -505,10 +520,7 @@ impl Leg {
                         self.stats.malformed += 1;
                         continue;
                     }
-                    if first && n == codec_frame && payload.len() <= MAX_PAYLOAD {
-                        self.forward[..payload.len()].copy_from_slice(payload);
-                        self.forward_len = payload.len();
-                    }
+                    self.forwardable = first && n == codec_frame;
                     self.fifo_len += n;
                     self.concealed_run = 0;
                     self.faded = false;
@@ -566,7 +578,7 @@ impl Leg {
             }
         }
         if pops != 1 {
-            self.forward_len = 0;
+            self.forwardable = false;
         }
         if self.fifo_len == 0 {
             return decodes;
@@ -620,7 +632,7 @@ impl Leg {
 
     /// The payload this tick's frame arrived in, when it can be forwarded as it is.
     pub fn forward_payload(&self) -> Option<&[u8]> {
-        (self.forward_len > 0).then(|| &self.forward[..self.forward_len])
+        self.jitter.played().filter(|_| self.forwardable)
     }
 
     fn send_or_gap(&mut self, payload: Option<&[u8]>, out: &mut [u8]) -> Result<bool, ()> {

@@ -556,7 +556,7 @@ fn forward_pair(room_legs: &[usize], legs: &[Option<Box<Leg>>]) -> [Option<(usiz
         };
         same && to_leg.playback.is_none()
             && !to_leg.flags.deaf
-            && (from_leg.forward_len > 0 || to_leg.encoder.is_stateful())
+            && (from_leg.forwardable || to_leg.encoder.is_stateful())
     };
     [
         forwardable(a, b).then_some((a, b)),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chorus_media::rtp::RtpPacket;
+use chorus_media::udp::RecvBatch;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::dtmf::ReceivedDigit;
@@ -66,7 +67,7 @@ pub(crate) struct MediaThread {
     slot_rooms: [u32; MAX_TICK_SLOTS],
     /// Each slot's work per period (µs), smoothed over about eight periods.
     slot_work_us: [u32; MAX_TICK_SLOTS],
-    recv_buf: Box<[u8; 2048]>,
+    recv: RecvBatch,
     scratch: Scratch,
     /// Origin of the arrival times handed to jitter buffers.
     started: Instant,
@@ -99,7 +100,7 @@ impl MediaThread {
             pending_taps: Vec::new(),
             slot_rooms: [0; MAX_TICK_SLOTS],
             slot_work_us: [0; MAX_TICK_SLOTS],
-            recv_buf: Box::new([0; 2048]),
+            recv: RecvBatch::new(),
             scratch: Scratch::new(),
             started: Instant::now(),
             config,
@@ -502,10 +503,9 @@ impl MediaThread {
             for &s in &room.legs {
                 if let Some(leg) = self.legs[s].as_deref_mut() {
                     let id = leg.id;
-                    let received =
-                        leg.receive(&mut self.recv_buf[..], RECV_BUDGET, now_us, &mut |digit| {
-                            send_event(events, stats, dtmf_event(room_id, id, digit))
-                        });
+                    let received = leg.receive(&mut self.recv, RECV_BUDGET, now_us, &mut |digit| {
+                        send_event(events, stats, dtmf_event(room_id, id, digit))
+                    });
                     packets_in += received.packets;
                     malformed += received.malformed;
                     foreign += received.foreign;
