@@ -1,6 +1,7 @@
 //! Cost of one 20 ms media-thread tick for one room of N members with K talkers, PCMU and
 //! Opus 48 kHz (complexity 5), with the *naive* strategy (one encode per member, what
-//! FreeSWITCH does; kept as the baseline) and the *shared* one (one encode per distinct mix).
+//! FreeSWITCH does; kept as the baseline) and the *shared* one (one encode per distinct mix;
+//! with exactly two talkers, each gets the other's packet forwarded without an encode).
 //! Each iteration injects one packet per member (parse + jitter buffer, no syscalls) and runs
 //! the tick: decode, talker selection, mix, encode, RTP packetisation.
 //!
@@ -153,8 +154,10 @@ fn ticks(c: &mut Criterion) {
                     }
                     let after = case.thread.stats();
                     eprintln!(
-                        "tick/{codec}/{strategy} N={n} K={k}: {:.1} encodes, {:.1} decodes per tick",
+                        "tick/{codec}/{strategy} N={n} K={k}: {:.1} encodes, {:.1} forwards, \
+                         {:.1} decodes per tick",
                         (after.encodes - before.encodes) as f64 / 10.0,
+                        (after.forwards - before.forwards) as f64 / 10.0,
                         (after.decodes - before.decodes) as f64 / 10.0
                     );
                     group.bench_with_input(BenchmarkId::new(format!("K{k}"), n), &n, |b, _| {

@@ -2,10 +2,12 @@
 //!
 //! A [`Mixer`] starts a fixed pool of named OS threads (`media-0`, `media-1`, …, one per core
 //! by default). Each thread owns a set of rooms and every leg in them, including the leg's
-//! RTP socket. Every 20 ms, at absolute deadlines, with rooms spread over `tick_slots` slots of
-//! the period so their packets don't leave in one burst, it runs each room:
+//! RTP socket. Every 20 ms, at absolute deadlines, with rooms spread over up to `tick_slots`
+//! slots of the period so their packets don't leave in one burst (a slot opens only when the
+//! open ones carry about 2 ms of work: a wake-up costs CPU), it runs each room:
 //!
-//! 1. drain the command queue; read every leg's socket until it would block, into the leg's
+//! 1. drain the command queue; read every leg's socket (`recvmmsg`: one call returns what is
+//!    waiting) into the leg's
 //!    jitter buffer (RFC 4733 telephone-events go instead to a DTMF receiver, which reports
 //!    each digit once as [`MixerEvent::Dtmf`]). Only the peer's media is taken: the first
 //!    packet from the address of its SDP ([`LegSpec::remote`]) locks the leg to that source;
@@ -25,10 +27,12 @@
 //!    total, encoded **once per encoding** and sent to each of them (only RTP headers
 //!    differ); each mixed talker gets total-minus-own, clamped once, encoded privately (an
 //!    Opus talker's private encoder is first forked from the shared encoder's state, so its
-//!    peer's decoder sees one continuous stream); a silent room sends a cached silence
-//!    payload instead of encoding; member-targeted audio ([`Playback`]) is added to that
-//!    member's output only; a member being sent digits ([`MixerHandle::send_dtmf`]) gets
-//!    telephone-event packets in place of its audio while each digit lasts;
+//!    peer's decoder sees one continuous stream) — except that with exactly two talkers, each
+//!    is sent the other's packet as it came, with no encode at all; a silent room sends a
+//!    cached silence payload instead of encoding; member-targeted audio ([`Playback`]) is
+//!    added to that member's output only; a member being sent digits
+//!    ([`MixerHandle::send_dtmf`]) gets telephone-event packets in place of its audio while
+//!    each digit lasts;
 //! 5. hand the clamped total — what a member that contributes nothing hears, never a
 //!    member's playback — to the room's listen-only taps ([`MixerHandle::add_tap`], for
 //!    recordings): one 20 ms frame at the room rate every tick, zeros while nobody is mixed.
