@@ -102,6 +102,7 @@ fn operations_families_are_exported_and_move_with_a_call() {
         "chorus_media_tick_duration_seconds",
         "chorus_media_encodes",
         "chorus_media_decodes",
+        "chorus_media_forwards",
         "chorus_webhooks",
         "chorus_webhook_retries",
         "chorus_webhooks_pending",
@@ -133,6 +134,9 @@ fn operations_families_are_exported_and_move_with_a_call() {
 
     let mut a = Call::dial(engine.sip, "moving", Source::tone(440.0));
     let mut b = Call::dial(engine.sip, "moving", Source::tone(1000.0));
+    // Two talkers are each sent the other's packets as they came (forwards); the silent
+    // listener hears the shared mix of both (one encode per tick).
+    let mut c = Call::dial(engine.sip, "moving", Source::Silence);
     let recording = common::rest::http_request(
         engine.http,
         "POST",
@@ -147,12 +151,12 @@ fn operations_families_are_exported_and_move_with_a_call() {
     let during = scrape(&engine);
     assert_eq!(
         or_zero(&during, "chorus_calls_total") - or_zero(&before, "chorus_calls_total"),
-        2.0,
+        3.0,
         "{during}"
     );
     let invites = "chorus_sip_requests_received_total{method=\"INVITE\"}";
     assert!(
-        or_zero(&during, invites) - or_zero(&before, invites) >= 2.0,
+        or_zero(&during, invites) - or_zero(&before, invites) >= 3.0,
         "{during}"
     );
     let acks = "chorus_sip_requests_received_total{method=\"ACK\"}";
@@ -162,6 +166,7 @@ fn operations_families_are_exported_and_move_with_a_call() {
         assert!(or_zero(&during, &series) >= 2.0, "{series}:\n{during}");
     }
     assert!(family_sum(&during, "chorus_media_encodes_total") > 50.0);
+    assert!(family_sum(&during, "chorus_media_forwards_total") > 50.0);
     assert!(family_sum(&during, "chorus_media_decodes_total") > 50.0);
     // Each receiving leg's jitter is sampled once a second.
     assert!(
@@ -179,6 +184,7 @@ fn operations_families_are_exported_and_move_with_a_call() {
 
     assert_eq!(a.hangup().expect("BYE"), 200);
     assert_eq!(b.hangup().expect("BYE"), 200);
+    assert_eq!(c.hangup().expect("BYE"), 200);
     let done = "chorus_recordings_finished_total{outcome=\"completed\"}";
     let mut after = String::new();
     let finished = common::wait_until(Duration::from_secs(5), || {
