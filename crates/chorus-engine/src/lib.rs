@@ -260,6 +260,14 @@ impl Engine {
                 source,
             })?;
         let mixer = Mixer::start(config.mixer.clone())?;
+        for refusal in mixer.realtime_refusals() {
+            warn!(
+                thread = refusal.thread,
+                priority = config.mixer.realtime_priority,
+                error = %refusal.error,
+                "media thread runs without real-time priority (needs root, CAP_SYS_NICE or RLIMIT_RTPRIO)"
+            );
+        }
         let events = mixer.events();
         let legs = Arc::new(DashMap::new());
         let router_legs = Arc::clone(&legs);

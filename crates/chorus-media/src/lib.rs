@@ -23,7 +23,9 @@
 //! packets are reported as [`RtpError`] or [`CodecError`] so the caller can count and drop
 //! them.
 //!
-//! `unsafe` is denied in this crate except in [`opus`], the reviewed libopus FFI boundary.
+//! `unsafe` is denied in this crate except in three reviewed modules: [`opus`], the libopus FFI
+//! boundary; [`udp`], batched reads with `recvmmsg(2)`; and [`sched`], the real-time policy of
+//! media threads.
 
 pub mod error;
 pub mod g711;
@@ -31,6 +33,7 @@ pub mod jitter;
 pub mod opus;
 pub mod resample;
 pub mod rtp;
+pub mod sched;
 pub mod tap;
 pub mod tone;
 pub mod udp;

@@ -75,6 +75,8 @@ use chorus_media::g711::Law;
 use chorus_media::AudioTap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+/// Highest `[media] realtime_priority` (`SCHED_FIFO` priority on Linux).
+pub use chorus_media::sched::MAX_PRIORITY as MAX_REALTIME_PRIORITY;
 pub use codec::{MAX_FRAME, MAX_PAYLOAD};
 pub use error::MixerError;
 pub use stats::{LegStats, ThreadStats, ThreadStatsSnapshot, JITTER_BOUNDS_US, TICK_BOUNDS_US};
@@ -449,6 +451,9 @@ pub struct MixerConfig {
     /// media from the SDP address taking over before the leg locks to it; zero locks at
     /// once. Media from the SDP address locks the leg immediately.
     pub rtp_learning: Duration,
+    /// `SCHED_FIFO` priority of the media threads (1–99); 0 leaves them under the default
+    /// policy. See [`chorus_media::sched`].
+    pub realtime_priority: u8,
 }
 
 impl Default for MixerConfig {
@@ -468,6 +473,7 @@ impl Default for MixerConfig {
             quiet_decode_interval: 4,
             legs_per_thread_hint: 1024,
             rtp_learning: Duration::from_secs(2),
+            realtime_priority: 0,
         }
     }
 }
@@ -478,6 +484,15 @@ pub struct Mixer {
     events: Receiver<MixerEvent>,
     joins: Vec<std::thread::JoinHandle<()>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    realtime_refusals: Vec<RealtimeRefusal>,
+}
+
+/// A media thread that asked for `SCHED_FIFO` ([`MixerConfig::realtime_priority`]) and was
+/// refused: it runs on under the default policy.
+#[derive(Debug)]
+pub struct RealtimeRefusal {
+    pub thread: usize,
+    pub error: std::io::Error,
 }
 
 /// Cheap to clone; sends commands to the media threads without ever blocking.
@@ -507,6 +522,10 @@ impl Mixer {
             .unzip();
         let senders: Arc<[Sender<Command>]> = senders.into();
         let mut joins = Vec::with_capacity(threads);
+        // Each thread sets its own policy (it is per thread) before its first tick and says
+        // how that went, so the caller can report a refusal at start-up.
+        let (policy_tx, policy_rx) = std::sync::mpsc::channel();
+        let priority = config.realtime_priority;
         for (index, rx) in receivers.into_iter().enumerate() {
             let worker = thread::MediaThread::new(
                 index,
@@ -520,19 +539,43 @@ impl Mixer {
             );
             let join = std::thread::Builder::new()
                 .name(format!("media-{index}"))
-                .spawn(move || worker.run())
+                .spawn({
+                    let policy_tx = policy_tx.clone();
+                    move || {
+                        let outcome = match priority {
+                            0 => Ok(()),
+                            p => chorus_media::sched::set_current_thread_fifo(p),
+                        };
+                        let _ = policy_tx.send((index, outcome));
+                        drop(policy_tx);
+                        worker.run()
+                    }
+                })
                 .map_err(|source| MixerError::Spawn {
                     thread: index,
                     source,
                 })?;
             joins.push(join);
         }
+        drop(policy_tx);
+        let realtime_refusals = policy_rx
+            .iter()
+            .filter_map(|(thread, outcome)| {
+                outcome.err().map(|error| RealtimeRefusal { thread, error })
+            })
+            .collect();
         Ok(Self {
             handle: MixerHandle::new(senders, stats, config),
             events,
             joins,
             stop,
+            realtime_refusals,
         })
+    }
+
+    /// The media threads whose [`MixerConfig::realtime_priority`] the kernel refused.
+    pub fn realtime_refusals(&self) -> &[RealtimeRefusal] {
+        &self.realtime_refusals
     }
 
     pub fn handle(&self) -> MixerHandle {

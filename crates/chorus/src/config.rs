@@ -120,6 +120,8 @@ pub struct MediaSection {
     pub max_talkers: Option<usize>,
     pub opus_complexity: Option<i32>,
     pub tick_slots: Option<usize>,
+    /// `SCHED_FIFO` priority of the media threads, 1-99; 0 (default) = the normal policy.
+    pub realtime_priority: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -531,6 +533,13 @@ pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Setting
         }
         engine.mixer.tick_slots = slots;
     }
+    if let Some(priority) = file.media.realtime_priority {
+        let max = chorus_mixer::MAX_REALTIME_PRIORITY;
+        if priority > max {
+            bail!("media.realtime_priority must be 0 (off) or 1..={max}, not {priority}");
+        }
+        engine.mixer.realtime_priority = priority;
+    }
     if let Some(ms) = file.rtp.learning_ms {
         engine.mixer.rtp_learning = Duration::from_millis(ms);
     }
@@ -629,6 +638,22 @@ mod tests {
         assert!(parse_port_range("0-10").is_err());
         assert!(parse_account("nocolon").is_err());
         assert!(parse_account(":x").is_err());
+    }
+
+    #[test]
+    fn media_realtime_priority_is_off_by_default_and_bounded() {
+        let accounts = "[[accounts]]\nauth_id=\"a\"\nauth_token=\"b\"\n";
+        let with = |media: &str| {
+            parse_file(&format!("{accounts}[media]\n{media}\n"))
+                .and_then(|file| resolve(file, Overrides::default()))
+        };
+        let default = resolve(parse_file(DEFAULT_CONFIG).unwrap(), Overrides::default());
+        assert_eq!(default.unwrap().engine.mixer.realtime_priority, 0);
+        let set = with("realtime_priority = 10").unwrap();
+        assert_eq!(set.engine.mixer.realtime_priority, 10);
+        let err = with("realtime_priority = 100").err().unwrap().to_string();
+        assert!(err.contains("media.realtime_priority"), "{err}");
+        assert!(with("realtime_priority = -1").is_err());
     }
 
     #[test]
