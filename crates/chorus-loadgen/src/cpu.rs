@@ -22,9 +22,33 @@ fn parse_stat_ticks(text: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Busy ticks (everything but idle and iowait) of one core, from `/proc/stat`.
-pub fn core_busy_ticks(core: usize) -> Option<u64> {
+/// Time of one core, in clock ticks, from `/proc/stat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreTicks {
+    /// Running anything in the guest (user, nice, system, irq, softirq).
+    pub busy: u64,
+    /// Ready to run but not run by the hypervisor (`steal`): time the guest lost.
+    pub steal: u64,
+}
+
+impl CoreTicks {
+    pub fn since(self, before: CoreTicks) -> CoreTicks {
+        CoreTicks {
+            busy: self.busy.saturating_sub(before.busy),
+            steal: self.steal.saturating_sub(before.steal),
+        }
+    }
+}
+
+/// Busy and stolen ticks of one core.
+pub fn core_ticks(core: usize) -> Option<CoreTicks> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_core_ticks(&text, core)
+}
+
+/// proc(5): `cpuN user nice system idle iowait irq softirq steal guest guest_nice`; guest time
+/// is already counted in user and nice.
+fn parse_core_ticks(text: &str, core: usize) -> Option<CoreTicks> {
     let name = format!("cpu{core}");
     let line = text
         .lines()
@@ -34,8 +58,11 @@ pub fn core_busy_ticks(core: usize) -> Option<u64> {
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
-    let total: u64 = v.iter().take(8).sum();
-    Some(total - v.get(3)? - v.get(4)?)
+    let field = |i: usize| v.get(i).copied();
+    Some(CoreTicks {
+        busy: field(0)? + field(1)? + field(2)? + field(5)? + field(6)?,
+        steal: field(7).unwrap_or(0),
+    })
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`), 100 when that can't be asked.
@@ -63,6 +90,33 @@ mod tests {
     #[test]
     fn own_process_and_core_zero_have_readable_ticks() {
         assert!(process_ticks(std::process::id()).is_ok());
-        assert!(core_busy_ticks(0).is_some());
+        assert!(core_ticks(0).is_some());
+    }
+
+    #[test]
+    fn core_time_separates_what_the_guest_ran_from_what_the_hypervisor_stole() {
+        let stat = "cpu  9 9 9 9 9 9 9 9 0 0\n\
+                    cpu0 100 2 30 500 7 1 4 25 0 0\n\
+                    cpu1 1 1 1 1 1 1 1 1 0 0\n";
+        let t = parse_core_ticks(stat, 0).expect("cpu0");
+        assert_eq!(
+            t,
+            CoreTicks {
+                busy: 137,
+                steal: 25
+            }
+        );
+        let later = CoreTicks {
+            busy: 200,
+            steal: 40,
+        };
+        assert_eq!(
+            later.since(t),
+            CoreTicks {
+                busy: 63,
+                steal: 15
+            }
+        );
+        assert_eq!(parse_core_ticks(stat, 5), None);
     }
 }

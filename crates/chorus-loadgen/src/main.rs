@@ -389,16 +389,22 @@ fn measure<S: Session>(harness: &mut Harness, session: &mut S, load: &Load) -> a
     }
     if let (Some(core0), Some(engine)) = (stats.core0_busy_s, stats.engine_cpu_s) {
         let other = (core0 - engine).max(0.0) / stats.window_s * 100.0;
+        let stolen = stats.core0_steal_s.unwrap_or(0.0) / stats.window_s * 100.0;
+        let mut warnings = String::new();
+        if other > 5.0 {
+            warnings.push_str(" — WARNING other processes competed with the engine");
+        }
+        if stolen > 1.0 {
+            // A vCPU the hypervisor does not run stalls every thread on it, real-time or not:
+            // tick lateness and overruns in such a window are partly the host's.
+            warnings.push_str(" — WARNING the hypervisor took time from the engine's core");
+        }
         eprintln!(
             // /proc/stat samples cores at the tick, so a light engine's short wake-ups are
             // under-counted there: `other` is a lower bound, good for spotting real contention.
-            "loadgen: core 0 (engine's core) busy {:.1} % of the window, other processes at least {other:.1} %{}",
+            "loadgen: core 0 (engine's core) busy {:.1} % of the window, other processes at least \
+             {other:.1} %, stolen by the hypervisor {stolen:.1} %{warnings}",
             core0 / stats.window_s * 100.0,
-            if other > 5.0 {
-                " — WARNING other processes competed with the engine"
-            } else {
-                ""
-            }
         );
     }
     if !stats.latencies_ms.is_empty() {

@@ -194,6 +194,8 @@ pub struct WindowStats {
     pub engine_cpu_s: Option<f64>,
     /// Busy time of core 0 (the engine's core) in the window, all processes.
     pub core0_busy_s: Option<f64>,
+    /// Time the hypervisor took from core 0 in the window (`steal`).
+    pub core0_steal_s: Option<f64>,
     pub gen_cpu_s: Option<f64>,
     pub expected: u64,
     pub received: u64,
@@ -218,7 +220,7 @@ struct Window {
 struct Began {
     at: Instant,
     engine_ticks: Option<u64>,
-    core0_ticks: Option<u64>,
+    core0_ticks: Option<cpu::CoreTicks>,
     gen_ticks: Option<u64>,
     lateness_us: Vec<u32>,
     skipped: u64,
@@ -367,7 +369,7 @@ impl MediaThread {
                     w.began = Some(Began {
                         at: now,
                         engine_ticks: engine_pid.and_then(|p| cpu::process_ticks(p).ok()),
-                        core0_ticks: cpu::core_busy_ticks(0),
+                        core0_ticks: cpu::core_ticks(0),
                         gen_ticks: cpu::process_ticks(std::process::id()).ok(),
                         lateness_us: Vec::with_capacity(ticks + 64),
                         skipped: skipped_total,
@@ -378,7 +380,7 @@ impl MediaThread {
                         let b0 = b.core0_ticks;
                         let engine_end = engine_pid.and_then(|p| cpu::process_ticks(p).ok());
                         let gen_end = cpu::process_ticks(std::process::id()).ok();
-                        let core0_end = cpu::core_busy_ticks(0);
+                        let core0_end = cpu::core_ticks(0);
                         probe.measuring.store(false, Ordering::Relaxed);
                         let mut stats = finish(
                             &members,
@@ -391,9 +393,9 @@ impl MediaThread {
                             skipped_total,
                             send_errors_total,
                         );
-                        stats.core0_busy_s = b0
-                            .zip(core0_end)
-                            .map(|(a, e)| e.saturating_sub(a) as f64 / clk_tck);
+                        let core0 = b0.zip(core0_end).map(|(a, e)| e.since(a));
+                        stats.core0_busy_s = core0.map(|t| t.busy as f64 / clk_tck);
+                        stats.core0_steal_s = core0.map(|t| t.steal as f64 / clk_tck);
                         let _ = w.reply.send(stats);
                         window = None;
                     }
