@@ -362,8 +362,6 @@ impl JitterBuffer {
         self.push_inner(Some(arrival), marker, ssrc, sequence, timestamp, payload)
     }
 
-    /// The payload of the next packet in sequence, if it is here: after [`Pop::Lost`] this is
-    /// the packet following the lost one, whose in-band FEC can rebuild it (RFC 6716 §2.1.7).
     /// The payload of the packet the last [`JitterBuffer::pop`] returned, as long as no push
     /// has refilled its slot since (a mixer forwarding it after the decode).
     pub fn played(&self) -> Option<&[u8]> {
@@ -372,6 +370,8 @@ impl JitterBuffer {
         Some(&self.data[start..start + len])
     }
 
+    /// The payload of the next packet in sequence, if it is here: after [`Pop::Lost`] this is
+    /// the packet following the lost one, whose in-band FEC can rebuild it (RFC 6716 §2.1.7).
     pub fn peek(&self) -> Option<&[u8]> {
         let next = self.next?;
         let index = usize::from(next) % self.slots.len();

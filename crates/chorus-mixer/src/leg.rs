@@ -147,6 +147,11 @@ pub(crate) struct Leg {
     /// slot), so a talker who hears only this leg can be sent it without an encode; false
     /// when concealed, recovered by FEC, made of several packets or a partial one, or skipped.
     pub forwardable: bool,
+    /// This tick's frame stands for exactly one packet that was lost on the way in (concealed,
+    /// or rebuilt from the next packet's FEC), in a stream of one-frame packets: a listener
+    /// forwarded this leg's packets can be sent a sequence gap for it instead. False for
+    /// anything else that is not forwardable (telephone-events, packets of other durations).
+    pub lost_one: bool,
     /// A frame (decoded or skipped) came off the jitter buffer this tick.
     pub arrived: bool,
     /// Level the sender reported in its last packet (RFC 6464), dBov.
@@ -206,6 +211,7 @@ impl Leg {
             frame: Box::new([0; MAX_FRAME]),
             has_audio: false,
             forwardable: false,
+            lost_one: false,
             arrived: false,
             reported_level: None,
             talk: TalkDetector::new(),
@@ -494,6 +500,7 @@ impl Leg {
         self.has_audio = false;
         self.arrived = false;
         self.forwardable = false;
+        self.lost_one = false;
         if !self.flow.receive {
             return 0;
         }
@@ -501,6 +508,7 @@ impl Leg {
         let mut decodes = 0;
         // Forwardable: the first pop is a packet holding exactly this tick's frame.
         let mut pops = 0u32;
+        let mut first_lost = false;
         while self.fifo_len < codec_frame {
             let room = self.fifo.len() - self.fifo_len;
             let out = &mut self.fifo[self.fifo_len..];
@@ -540,6 +548,7 @@ impl Leg {
                     self.fifo_len += n;
                 }
                 Pop::Lost => {
+                    first_lost = first;
                     self.concealed_run += 1;
                     self.stats.concealed_frames += 1;
                     if skip {
@@ -580,6 +589,8 @@ impl Leg {
         if pops != 1 {
             self.forwardable = false;
         }
+        // One pop that started from an empty FIFO: `fifo_len` is what the loss stood for.
+        self.lost_one = pops == 1 && first_lost && self.fifo_len == codec_frame;
         if self.fifo_len == 0 {
             return decodes;
         }

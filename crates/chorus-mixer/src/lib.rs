@@ -537,7 +537,7 @@ impl Mixer {
                 stats.clone(),
                 stop.clone(),
             );
-            let join = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("media-{index}"))
                 .spawn({
                     let policy_tx = policy_tx.clone();
@@ -550,12 +550,22 @@ impl Mixer {
                         drop(policy_tx);
                         worker.run()
                     }
-                })
-                .map_err(|source| MixerError::Spawn {
-                    thread: index,
-                    source,
-                })?;
-            joins.push(join);
+                });
+            match spawned {
+                Ok(join) => joins.push(join),
+                Err(source) => {
+                    // The threads already running would tick (and hold their legs' sockets)
+                    // forever: their command channels never close, since each holds senders.
+                    stop.store(true, std::sync::atomic::Ordering::Release);
+                    for join in joins {
+                        let _ = join.join();
+                    }
+                    return Err(MixerError::Spawn {
+                        thread: index,
+                        source,
+                    });
+                }
+            }
         }
         drop(policy_tx);
         let realtime_refusals = policy_rx

@@ -113,6 +113,9 @@ pub(crate) struct Room {
     pub id: RoomId,
     /// Which tick slot of the period this room runs in.
     pub tick_slot: usize,
+    /// Its work per period (µs: receive, mix, encode, send), smoothed over about eight
+    /// periods; what moving it to another slot would move.
+    pub work_us: u32,
     pub rate: u32,
     pub legs: Vec<usize>,
     pub groups: Vec<Group>,
@@ -155,6 +158,7 @@ impl Room {
         Self {
             id,
             tick_slot,
+            work_us: 0,
             rate: 8000,
             legs: Vec::with_capacity(16),
             groups: Vec::with_capacity(2),
@@ -450,8 +454,12 @@ impl Room {
             let sent = match leg.output {
                 Output::Forward(_) => match forwarded {
                     Some(len) => {
-                        counts.forwards += 1;
-                        leg.send(&scratch.payload[..len], &mut scratch.datagram[..])
+                        let sent = leg.send(&scratch.payload[..len], &mut scratch.datagram[..]);
+                        // Counted when it went out (not to a held call).
+                        if sent == Ok(true) {
+                            counts.forwards += 1;
+                        }
+                        sent
                     }
                     None => leg.send_gap(&mut scratch.datagram[..]),
                 },
@@ -528,11 +536,14 @@ impl Room {
 /// - both legs use the same encoding (any Opus packet decodes in any Opus decoder: for Opus,
 ///   any two Opus legs), and the listener has no playback of its own and isn't deaf (those
 ///   take the private path earlier);
-/// - the talker's frame this tick is one packet as received. When it is not (lost and
-///   concealed, or several packets), a stateless encoder (G.711) encodes the concealed frame
-///   as before; an Opus listener keeps the forward and gets a gap in our sequence numbers
-///   instead, so its decoder conceals the loss itself rather than hear a frame from our own
-///   encoder, whose state its decoder has not followed.
+/// - the talker's frame this tick is one packet as received. When that one packet was lost
+///   on the way in, a stateless encoder (G.711) encodes the concealed frame as before; an
+///   Opus listener keeps the forward and gets a gap in our sequence numbers instead, so its
+///   decoder conceals the loss itself rather than hear a frame from our own encoder, whose
+///   state its decoder has not followed. Anything else (packets of 10, 40 or 60 ms, or
+///   telephone-events in place of audio) goes to the private encode: a gap there would be a
+///   loss that never happened, and a talker sending 40 ms packets would be heard as nothing
+///   but gaps.
 ///
 /// What this trades: a talker moving between forwarded and encoded audio (a third talker
 /// starts, or it stops talking) switches its Opus decoder to another encoder's stream, which
@@ -556,7 +567,7 @@ fn forward_pair(room_legs: &[usize], legs: &[Option<Box<Leg>>]) -> [Option<(usiz
         };
         same && to_leg.playback.is_none()
             && !to_leg.flags.deaf
-            && (from_leg.forwardable || to_leg.encoder.is_stateful())
+            && (from_leg.forwardable || (from_leg.lost_one && to_leg.encoder.is_stateful()))
     };
     [
         forwardable(a, b).then_some((a, b)),

@@ -8,6 +8,12 @@
 //! room joins the open slot with the least work while that work is under [`SLOT_BUDGET_US`];
 //! then the next slot opens. Slots without rooms are not woken for (slot 0 always is: commands
 //! are applied at every wake-up).
+//!
+//! Rooms grow after they are placed, and rooms created together all see the same slot work:
+//! once a second a slot over the budget with two rooms or more hands one room (the largest
+//! that fits) to a slot with room to spare, opening one if need be ([`pick_move`]). The moved
+//! room's next period is longer or shorter by the slots' distance, once, which its members'
+//! jitter buffers absorb like any network jitter.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -133,6 +139,11 @@ impl MediaThread {
             if !self.drain_commands() {
                 break;
             }
+            if slot == 0
+                && (self.stats().ticks.load(Ordering::Relaxed) + 1).is_multiple_of(SAMPLE_EVERY)
+            {
+                self.rebalance_slots();
+            }
             self.tick_slot(slot, woke);
             let done = Instant::now();
             let stats = &self.stats[self.index];
@@ -143,8 +154,8 @@ impl MediaThread {
                 }
             }
             let work_us = done.duration_since(woke).as_micros() as u64;
-            let smoothed = &mut self.slot_work_us[slot];
-            *smoothed = ((u64::from(*smoothed) * 7 + work_us) / 8).min(u64::from(u32::MAX)) as u32;
+            let work = work_us.min(u64::from(u32::MAX)) as u32;
+            self.slot_work_us[slot] = smooth(self.slot_work_us[slot], work);
             let stats = &self.stats[self.index];
             stats.record_tick_duration(work_us);
             // An overrun is a room tick that ends after the same slot's next deadline: its
@@ -424,6 +435,26 @@ impl MediaThread {
         pick_slot(&self.slot_rooms[..slots], &self.slot_work_us[..slots])
     }
 
+    /// Moves at most one room out of an overloaded slot (see the module docs).
+    fn rebalance_slots(&mut self) {
+        let slots = self.slots();
+        let rooms = self.rooms.iter().map(|r| (r.tick_slot, r.work_us));
+        let Some((index, to)) = pick_move(
+            &self.slot_rooms[..slots],
+            &self.slot_work_us[..slots],
+            rooms,
+        ) else {
+            return;
+        };
+        let room = &mut self.rooms[index];
+        let from = room.tick_slot;
+        room.tick_slot = to;
+        self.slot_rooms[from] -= 1;
+        self.slot_rooms[to] += 1;
+        self.slot_work_us[from] = self.slot_work_us[from].saturating_sub(room.work_us);
+        self.slot_work_us[to] += room.work_us;
+    }
+
     fn reshape(&mut self, room: RoomId) {
         if let Some(r) = self.rooms.iter_mut().find(|r| r.id == room) {
             if r.reshape(&mut self.legs, &self.config).is_err() {
@@ -499,6 +530,7 @@ impl MediaThread {
         let events = &self.events;
         let stats = &self.stats[self.index];
         for room in self.rooms.iter_mut().filter(|r| r.tick_slot == slot) {
+            let started = Instant::now();
             let room_id = room.id;
             for &s in &room.legs {
                 if let Some(leg) = self.legs[s].as_deref_mut() {
@@ -545,6 +577,8 @@ impl MediaThread {
                     send_event(events, stats, event);
                 },
             );
+            let work_us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            room.work_us = smooth(room.work_us, work_us);
             totals.encodes += counts.encodes;
             totals.decodes += counts.decodes;
             totals.forks += counts.forks;
@@ -637,6 +671,49 @@ fn lost(leg: Box<Leg>) -> MixerEvent {
 /// The slot a new room ticks in, given each slot's rooms and smoothed work: the open slot with
 /// the least work while that is under [`SLOT_BUDGET_US`], else the first empty slot, else
 /// (every slot open and busy) the one with the least work.
+/// An average over about eight samples, without keeping them.
+fn smooth(average: u32, sample: u32) -> u32 {
+    ((u64::from(average) * 7 + u64::from(sample)) / 8) as u32
+}
+
+/// Which room (index into `rooms`, each `(slot, work µs)`) to move to which slot, if any: the
+/// busiest slot over [`SLOT_BUDGET_US`] that holds two rooms or more gives its largest room
+/// that fits under the budget of a slot with room to spare (the least busy open one first,
+/// then an empty one). A slot that receives stays under the budget, so it never gives the
+/// room back.
+fn pick_move(
+    slot_rooms: &[u32],
+    work_us: &[u32],
+    rooms: impl Iterator<Item = (usize, u32)> + Clone,
+) -> Option<(usize, usize)> {
+    let from = (0..slot_rooms.len())
+        .filter(|&s| slot_rooms[s] >= 2 && work_us[s] > SLOT_BUDGET_US)
+        .max_by_key(|&s| work_us[s])?;
+    let fits = |to: usize| {
+        let headroom = SLOT_BUDGET_US.saturating_sub(work_us[to]);
+        rooms
+            .clone()
+            .enumerate()
+            .filter(|&(_, (slot, work))| slot == from && work <= headroom)
+            .max_by_key(|&(_, (_, work))| work)
+            .map(|(index, _)| (index, to))
+    };
+    let mut open: [usize; MAX_TICK_SLOTS] = [0; MAX_TICK_SLOTS];
+    let mut n = 0;
+    for s in 0..slot_rooms.len().min(MAX_TICK_SLOTS) {
+        if s != from && slot_rooms[s] > 0 && work_us[s] < SLOT_BUDGET_US {
+            open[n] = s;
+            n += 1;
+        }
+    }
+    open[..n].sort_unstable_by_key(|&s| work_us[s]);
+    open[..n].iter().find_map(|&to| fits(to)).or_else(|| {
+        (0..slot_rooms.len())
+            .find(|&s| slot_rooms[s] == 0)
+            .and_then(fits)
+    })
+}
+
 fn pick_slot(rooms: &[u32], work_us: &[u32]) -> usize {
     let least_busy = (0..rooms.len())
         .filter(|&s| rooms[s] > 0)
@@ -652,7 +729,7 @@ fn pick_slot(rooms: &[u32], work_us: &[u32]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{pick_slot, SLOT_BUDGET_US};
+    use super::{pick_move, pick_slot, SLOT_BUDGET_US};
 
     const UNDER: u32 = SLOT_BUDGET_US / 4;
     const OVER: u32 = SLOT_BUDGET_US + 1;
@@ -690,5 +767,62 @@ mod tests {
     #[test]
     fn a_single_slot_takes_every_room() {
         assert_eq!(pick_slot(&[40], &[OVER]), 0);
+    }
+
+    #[test]
+    fn rooms_that_grew_in_one_slot_are_spread_one_at_a_time() {
+        // Ten rooms created while small all sat in slot 0; each now takes 400 µs.
+        let rooms: Vec<(usize, u32)> = (0..10).map(|_| (0, 400)).collect();
+        let mut slot_rooms = [10, 0, 0, 0];
+        let mut work = [4_000, 0, 0, 0];
+        let mut moves = 0;
+        while let Some((index, to)) = pick_move(&slot_rooms, &work, rooms.iter().copied()) {
+            assert_eq!(rooms[index].0, 0);
+            slot_rooms[0] -= 1;
+            slot_rooms[to] += 1;
+            work[0] -= 400;
+            work[to] += 400;
+            moves += 1;
+            assert!(moves < 10, "converges");
+            if work[0] <= SLOT_BUDGET_US {
+                break;
+            }
+        }
+        assert_eq!(work[0], SLOT_BUDGET_US, "slot 0 back at the budget");
+        assert!(work[1..].iter().all(|&w| w <= SLOT_BUDGET_US), "{work:?}");
+        assert_eq!(slot_rooms.iter().sum::<u32>(), 10);
+    }
+
+    #[test]
+    fn nothing_moves_while_every_slot_is_under_budget_or_holds_one_room() {
+        let rooms = [(0, UNDER), (0, UNDER), (1, 5 * SLOT_BUDGET_US)];
+        assert_eq!(
+            pick_move(
+                &[2, 1, 0, 0],
+                &[2 * UNDER, 5 * SLOT_BUDGET_US, 0, 0],
+                rooms.iter().copied()
+            ),
+            None,
+            "slot 0 is under budget; slot 1's one room has nowhere better to go"
+        );
+    }
+
+    #[test]
+    fn the_largest_room_that_fits_moves_to_the_least_busy_open_slot() {
+        // Slot 0 is over; slot 2 has 1,000 µs to spare, slot 1 only 100.
+        let rooms = [(0, 1_500), (0, 900), (0, 300), (1, 1_900), (2, 1_000)];
+        let got = pick_move(
+            &[3, 1, 1, 0],
+            &[2_700, 1_900, 1_000, 0],
+            rooms.iter().copied(),
+        );
+        assert_eq!(got, Some((1, 2)), "the 900 µs room into slot 2");
+    }
+
+    #[test]
+    fn a_room_too_big_for_the_open_slots_opens_an_empty_one() {
+        let rooms = [(0, 1_800), (0, 600), (1, 1_900)];
+        let got = pick_move(&[2, 1, 0, 0], &[2_400, 1_900, 0, 0], rooms.iter().copied());
+        assert_eq!(got, Some((0, 2)), "the 1,800 µs room opens slot 2");
     }
 }

@@ -16,6 +16,8 @@ pub struct Source {
     sequence: u16,
     timestamp: u32,
     step: u32,
+    /// 20 ms ticks each packet lasts (2 for 40 ms packets).
+    pub ticks_per_packet: usize,
 }
 
 impl Source {
@@ -54,6 +56,31 @@ impl Source {
         Self::with(payloads, 111, 960)
     }
 
+    /// Opus at 40 ms a packet: two consecutive 20 ms frames of [`Source::opus`] in one
+    /// code 3 packet with explicit frame lengths (RFC 6716 §3.2.5).
+    pub fn opus_40ms(freq: Option<f64>, amplitude: f64) -> Self {
+        let twenty = Self::opus(freq, amplitude);
+        let payloads = twenty
+            .payloads
+            .chunks(2)
+            .map(|pair| {
+                let (a, b) = (&pair[0], &pair[1]);
+                assert_eq!(a[0] & 0x03, 0, "one frame per 20 ms packet");
+                assert_eq!(a[0], b[0], "both frames in the same configuration");
+                let (fa, fb) = (&a[1..], &b[1..]);
+                assert!(fa.len() < 252, "one-byte frame length");
+                // TOC with code 3, then the frame count byte: VBR, no padding, 2 frames.
+                let mut packet = vec![a[0] | 0x03, 0x80 | 2, fa.len() as u8];
+                packet.extend_from_slice(fa);
+                packet.extend_from_slice(fb);
+                packet
+            })
+            .collect();
+        let mut source = Self::with(payloads, 111, 1920);
+        source.ticks_per_packet = 2;
+        source
+    }
+
     fn with(payloads: Vec<Vec<u8>>, payload_type: u8, step: u32) -> Self {
         Self {
             payloads,
@@ -63,12 +90,46 @@ impl Source {
             sequence: rand::random(),
             timestamp: rand::random(),
             step,
+            ticks_per_packet: 1,
         }
     }
 
     /// Every payload the source cycles through.
     pub fn payloads(&self) -> &[Vec<u8>] {
         &self.payloads
+    }
+
+    /// An RFC 4733 telephone-event packet (`event`, still held) in place of the next audio
+    /// packet: numbered with the audio, timestamped at the event's start (`start`, the audio
+    /// timestamp when the key went down), its duration so far in `ticks` packets.
+    pub fn next_event_datagram(
+        &mut self,
+        payload_type: u8,
+        event: u8,
+        start: u32,
+        ticks: u16,
+    ) -> Vec<u8> {
+        let duration = (self.step as u16).saturating_mul(ticks);
+        let payload = [event, 10, (duration >> 8) as u8, duration as u8];
+        let mut wire = vec![0u8; 12 + payload.len()];
+        RtpHeader {
+            payload_type,
+            marker: ticks == 1,
+            sequence: self.sequence,
+            timestamp: start,
+            ssrc: self.ssrc,
+        }
+        .write_with_payload(&payload, &mut wire)
+        .unwrap();
+        self.next += 1;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(self.step);
+        wire
+    }
+
+    /// The timestamp the next audio packet will carry.
+    pub fn timestamp(&self) -> u32 {
+        self.timestamp
     }
 
     /// The next RTP datagram.

@@ -17,7 +17,16 @@ struct Member {
     source: Source,
     /// Where the leg sends: the test's socket, standing for the member's phone.
     phone: UdpSocket,
+    /// `events(tick)`: the key held at that tick and the tick it went down, sent as
+    /// telephone-events instead of audio.
+    events: Option<Box<KeyHeld>>,
+    event_start: Option<u32>,
 }
+
+/// Given a tick: the key held then and the tick it went down.
+type KeyHeld = dyn Fn(usize) -> Option<(u8, usize)>;
+
+const TELEPHONE_EVENT: u8 = 101;
 
 struct Room {
     thread: ManualThread,
@@ -42,8 +51,14 @@ impl Room {
                 codec,
             );
             spec.remote = Some(phone.local_addr().unwrap());
+            spec.telephone_event_pt = Some(TELEPHONE_EVENT);
             handle.add_leg(0, RoomId(1), spec).unwrap();
-            members.push(Member { source, phone });
+            members.push(Member {
+                source,
+                phone,
+                events: None,
+                event_start: None,
+            });
         }
         thread.apply_commands();
         Self {
@@ -63,7 +78,21 @@ impl Room {
         let mut received: Vec<Received> = vec![Vec::new(); self.members.len()];
         for tick in 0..ticks {
             for (i, m) in self.members.iter_mut().enumerate() {
-                let datagram = m.source.next_datagram();
+                if tick % m.source.ticks_per_packet != 0 {
+                    continue;
+                }
+                let datagram = match m.events.as_ref().map(|e| e(tick)) {
+                    Some(Some((event, start_tick))) => {
+                        let start = *m.event_start.get_or_insert(m.source.timestamp());
+                        let held = (tick - start_tick + 1) as u16;
+                        m.source
+                            .next_event_datagram(TELEPHONE_EVENT, event, start, held)
+                    }
+                    _ => {
+                        m.event_start = None;
+                        m.source.next_datagram()
+                    }
+                };
                 if lose(i, tick) {
                     continue;
                 }
@@ -199,5 +228,57 @@ fn a_third_talker_ends_forwarding() {
     assert!(
         !all_from(&got[0], room.payloads_of(1)),
         "A hears B and C mixed"
+    );
+}
+
+/// Sequence number steps other than 1 in what a phone received.
+fn jumps(got: &Received) -> Vec<u16> {
+    got.windows(2)
+        .map(|w| w[1].0.wrapping_sub(w[0].0))
+        .filter(|&d| d != 1)
+        .collect()
+}
+
+#[test]
+fn an_opus_talker_sending_40_ms_packets_is_encoded_for_its_peer_not_sent_gaps() {
+    // A sends 40 ms packets: no tick's frame is one packet of 20 ms, so B hears a private
+    // encode of A every tick; B's 20 ms packets still reach A as sent.
+    let mut members = sources(true, &[None, Some(1230.0), None, None]);
+    members[0] = Source::opus_40ms(Some(470.0), 8000.0);
+    let mut room = Room::new(Codec::opus(111, true, false), members);
+    room.run(30, |_, _| false);
+    let (stats, got) = room.run(50, |_, _| false);
+    assert_eq!(got[1].len(), 50, "B hears A every tick: {stats:?}");
+    assert_eq!(jumps(&got[1]), Vec::<u16>::new(), "no gaps for B");
+    assert!(
+        got[1].iter().all(|(_, p)| !room.payloads_of(0).contains(p)),
+        "B's packets are our encodes, not A's 40 ms packets"
+    );
+    assert_eq!(stats.forwards, 50, "A gets B's packets: {stats:?}");
+    assert!(all_from(&got[0], room.payloads_of(1)));
+    assert_eq!(stats.encodes, 50 * 2, "B's private + the shared: {stats:?}");
+}
+
+#[test]
+fn a_key_press_of_one_opus_talker_reaches_the_other_as_audio_not_as_loss() {
+    // B holds a key for 5 packets: telephone-events numbered with its audio. Nothing was
+    // lost, so A must not be sent sequence gaps (its decoder would stretch B's last speech
+    // over the key press); it gets encoded frames (B's speech fading out) instead.
+    let mut room = Room::new(
+        Codec::opus(111, true, false),
+        sources(true, &[Some(470.0), Some(1230.0), None, None]),
+    );
+    room.run(30, |_, _| false);
+    room.members[1].events = Some(Box::new(|tick| (20..25).contains(&tick).then_some((5, 20))));
+    let (stats, got) = room.run(50, |_, _| false);
+    assert_eq!(got[0].len(), 50, "A gets a packet every tick: {stats:?}");
+    assert_eq!(jumps(&got[0]), Vec::<u16>::new(), "no gaps for A");
+    let forwarded = got[0]
+        .iter()
+        .filter(|(_, p)| room.payloads_of(1).contains(p))
+        .count();
+    assert!(
+        (40..50).contains(&forwarded),
+        "B's audio is forwarded around the key press, not during it: {forwarded} of 50"
     );
 }
