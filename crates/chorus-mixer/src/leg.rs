@@ -156,6 +156,9 @@ pub(crate) struct Leg {
     pub arrived: bool,
     /// Level the sender reported in its last packet (RFC 6464), dBov.
     pub reported_level: Option<f32>,
+    /// Smoothed length of its payloads while quiet, in 1/16 bytes (0: none seen yet); see
+    /// [`Leg::louder_than_quiet`].
+    quiet_len_x16: u32,
     pub talk: TalkDetector,
     /// Its audio went into this tick's room total.
     pub contributed: bool,
@@ -214,6 +217,7 @@ impl Leg {
             lost_one: false,
             arrived: false,
             reported_level: None,
+            quiet_len_x16: 0,
             talk: TalkDetector::new(),
             contributed: false,
             output: Output::Shared,
@@ -489,6 +493,34 @@ impl Leg {
         } else {
             self.stats.unexpected_pt += 1;
         }
+    }
+
+    /// For a quiet member whose frames are decoded only on sampled ticks (Opus): whether the
+    /// packet about to play is clearly bigger than its quiet ones, as speech is with a
+    /// variable bitrate. Such a packet is decoded at once, not at the next sampled tick: a
+    /// talker who starts in a pause is then mixed after the start hysteresis, not up to
+    /// `quiet_decode_interval` frames later, and, above all, the decoder sees the first loud
+    /// frame. Opus codes each frame's band energies relative to the previous frame's
+    /// (RFC 6716 §4.3.2.1), so a decoder that skipped the first frames of a talkspurt decodes
+    /// the next ones tens of dB too quiet for several frames, and the detector would wait for
+    /// it to converge. At a constant bitrate it never fires and sampling alone applies. The
+    /// quiet size is learnt from the packets it lets pass.
+    pub fn louder_than_quiet(&mut self) -> bool {
+        let Some(len) = self.jitter.peek().map(|p| p.len() as u32) else {
+            return false;
+        };
+        let quiet = self.quiet_len_x16;
+        // A quarter bigger and 8 bytes more: libopus at its default bitrate codes silence in
+        // about 60 bytes at 48 kHz and a voice or tone in 75-125.
+        if quiet > 0 && len * 16 > quiet + (quiet / 4).max(8 * 16) {
+            return true;
+        }
+        self.quiet_len_x16 = if quiet == 0 {
+            len * 16
+        } else {
+            (quiet * 7 + len * 16) / 8
+        };
+        false
     }
 
     /// Produces this tick's frame at the room rate. `skip` takes the audio off the jitter

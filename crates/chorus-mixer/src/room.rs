@@ -300,13 +300,15 @@ impl Room {
             // `quiet_decode_interval`-th tick to watch for speech. That is what keeps rooms
             // of listeners cheap. Once a sampled frame is loud, every frame is decoded until
             // the detector decides, so a new talker is heard a tick after the start
-            // hysteresis allows, not `quiet_decode_interval` ticks later.
+            // hysteresis allows, not `quiet_decode_interval` ticks later; and a packet clearly
+            // bigger than the member's quiet ones is decoded at once (`louder_than_quiet`).
             let quiet = !leg.talk.talking() && !leg.talk.rising() && !self.mix_set.contains(&s);
             let sampled = leg.reported_level.is_none()
                 && quiet
                 && leg.decoder.is_expensive()
                 && config.quiet_decode_interval > 1
-                && !(self.ticks + s as u64).is_multiple_of(u64::from(config.quiet_decode_interval));
+                && !(self.ticks + s as u64).is_multiple_of(u64::from(config.quiet_decode_interval))
+                && !leg.louder_than_quiet();
             let skip = sampled
                 || leg
                     .reported_level
@@ -352,6 +354,21 @@ impl Room {
                 self.floor = loudest;
                 if let Some(leg) = loudest.and_then(|s| legs_ref[s].as_deref()) {
                     notices(RoomNotice::Floor { leg: leg.id });
+                }
+            }
+            // A member whose frame is loud but who is not talking yet (start hysteresis) is
+            // mixed while the cap leaves room: the hysteresis decides who talks (events, the
+            // floor, who may displace whom), not whether a voice's first frame is heard.
+            // Otherwise every talkspurt after a pause would lose its first 20 ms.
+            for &s in &self.legs {
+                if self.mix_set.len() >= config.max_talkers {
+                    break;
+                }
+                let rising = legs_ref[s]
+                    .as_deref()
+                    .is_some_and(|l| l.talk.rising() && !l.flags.muted && l.flow.receive);
+                if rising && !self.mix_set.contains(&s) {
+                    self.mix_set.push(s);
                 }
             }
         }

@@ -94,6 +94,13 @@ impl Source {
         }
     }
 
+    /// Goes on with `other`'s payloads (e.g. a tone after silence) in the same stream: same
+    /// SSRC, sequence numbers and timestamps counting on.
+    pub fn switch_to(&mut self, other: &Source) {
+        self.payloads = other.payloads.clone();
+        self.next = 0;
+    }
+
     /// Every payload the source cycles through.
     pub fn payloads(&self) -> &[Vec<u8>] {
         &self.payloads

@@ -1,6 +1,7 @@
 //! Two mixed talkers hear each other's packets as they were sent, without an encode; the
 //! listeners still share one encode. Driven by hand on a media thread whose legs send to real
-//! loopback sockets the test reads.
+//! loopback sockets the test reads. Also: how soon a quiet Opus member who starts talking is
+//! mixed (the talkers a pair is made of).
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use chorus_media::rtp::RtpPacket;
-use chorus_mixer::{Codec, LegId, LegSpec, ManualThread, MixerConfig, RoomId, ThreadStatsSnapshot};
+use chorus_mixer::{
+    Codec, LegId, LegSpec, ManualThread, MixerConfig, MixerEvent, RoomId, ThreadStatsSnapshot,
+};
 use common::Source;
 
 struct Member {
@@ -280,5 +283,58 @@ fn a_key_press_of_one_opus_talker_reaches_the_other_as_audio_not_as_loss() {
     assert!(
         (40..50).contains(&forwarded),
         "B's audio is forwarded around the key press, not during it: {forwarded} of 50"
+    );
+}
+
+#[test]
+fn a_quiet_opus_member_who_starts_talking_is_mixed_after_the_jitter_buffer_and_hysteresis() {
+    // Quiet Opus members are decoded one tick in four. B's first loud packet must not wait
+    // for B's next sampled tick, nor be skipped: its decoder would then decode the next
+    // frames far too quiet for a while. Whatever the phase of the sampling, B talks once its
+    // first tone packet has crossed the jitter buffer (2 packets) and the start hysteresis
+    // (2 loud frames), one tick of slack.
+    for phase in 0..4 {
+        let mut room = Room::new(
+            Codec::opus(111, true, false),
+            sources(true, &[Some(470.0), None, None, None]),
+        );
+        room.run(30 + phase, |_, _| false);
+        while room.thread.events().try_recv().is_ok() {}
+        room.members[1]
+            .source
+            .switch_to(&Source::opus(Some(1230.0), 8000.0));
+        let mut talking_after = None;
+        for tick in 1..=12 {
+            room.run(1, |_, _| false);
+            let started = room.thread.events().try_iter().any(
+                |e| matches!(e, MixerEvent::Talking { leg, talking: true, .. } if leg == LegId(1)),
+            );
+            if started {
+                talking_after = Some(tick);
+                break;
+            }
+        }
+        assert!(
+            talking_after.is_some_and(|t| t <= 4),
+            "phase {phase}: B talking after {talking_after:?} ticks"
+        );
+    }
+}
+
+#[test]
+fn the_first_frame_of_a_talkspurt_is_heard_not_clipped_by_the_start_hysteresis() {
+    // B is silent, then speaks (a tone): its first loud frame is mixed although B only counts
+    // as talking from its second (start hysteresis). A, the other talker, gets B's packets
+    // forwarded as sent, so the first of B's tone packets A receives shows what was mixed.
+    let mut room = Room::new(Codec::PCMU, sources(false, &[Some(470.0), None, None]));
+    room.run(30, |_, _| false);
+    let tone = Source::pcmu(Some(1230.0), 8000.0);
+    room.members[1].source.switch_to(&tone);
+    let (_, got) = room.run(10, |_, _| false);
+    let first = got[0].iter().find(|(_, p)| tone.payloads().contains(p));
+    assert_eq!(
+        first.map(|(_, p)| p),
+        Some(&tone.payloads()[0]),
+        "A hears B from B's first tone packet"
     );
 }
