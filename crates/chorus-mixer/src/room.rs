@@ -359,16 +359,22 @@ impl Room {
             // A member whose frame is loud but who is not talking yet (start hysteresis) is
             // mixed while the cap leaves room: the hysteresis decides who talks (events, the
             // floor, who may displace whom), not whether a voice's first frame is heard.
-            // Otherwise every talkspurt after a pause would lose its first 20 ms.
-            for &s in &self.legs {
-                if self.mix_set.len() >= config.max_talkers {
-                    break;
-                }
-                let rising = legs_ref[s]
-                    .as_deref()
-                    .is_some_and(|l| l.talk.rising() && !l.flags.muted && l.flow.receive);
-                if rising && !self.mix_set.contains(&s) {
-                    self.mix_set.push(s);
+            // Otherwise every talkspurt after a pause would lose its first 20 ms. Not beside
+            // exactly two talkers, though: they are being forwarded each other's packets, and
+            // a one-frame blip from a third member (a cough, a click) would switch both of
+            // them to private encodes and back, whose Opus state their decoders have not
+            // followed: a worse glitch than a clipped first frame.
+            if self.mix_set.len() != 2 {
+                for &s in &self.legs {
+                    if self.mix_set.len() >= config.max_talkers {
+                        break;
+                    }
+                    let rising = legs_ref[s]
+                        .as_deref()
+                        .is_some_and(|l| l.talk.rising() && !l.flags.muted && l.flow.receive);
+                    if rising && !self.mix_set.contains(&s) {
+                        self.mix_set.push(s);
+                    }
                 }
             }
         }

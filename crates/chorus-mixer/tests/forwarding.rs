@@ -338,3 +338,26 @@ fn the_first_frame_of_a_talkspurt_is_heard_not_clipped_by_the_start_hysteresis()
         "A hears B from B's first tone packet"
     );
 }
+
+#[test]
+fn a_one_frame_blip_from_a_third_member_does_not_break_the_forwarded_pair() {
+    // A and B talk, forwarded to each other; C coughs: one loud frame, not enough to start
+    // talking. Mixing C's frame would switch A and B to private encodes for a tick (with
+    // Opus, from encoders their decoders have not followed). PCMU here, so the blip is
+    // exactly one loud frame (an Opus decoder would ring on past it).
+    let mut room = Room::new(
+        Codec::PCMU,
+        sources(false, &[Some(470.0), Some(1230.0), None, None]),
+    );
+    room.run(30, |_, _| false);
+    let silence = Source::pcmu(None, 8000.0);
+    room.members[2]
+        .source
+        .switch_to(&Source::pcmu(Some(2110.0), 8000.0));
+    let (blip, _) = room.run(1, |_, _| false);
+    room.members[2].source.switch_to(&silence);
+    let (after, got) = room.run(10, |_, _| false);
+    assert_eq!(blip.forwards + after.forwards, 2 * 11, "{blip:?} {after:?}");
+    assert_eq!(blip.encodes + after.encodes, 11, "the shared encode only");
+    assert!(all_from(&got[0], room.payloads_of(1)));
+}
