@@ -42,7 +42,8 @@ pub fn set_current_thread_fifo(priority: u8) -> io::Result<()> {
 }
 
 /// The calling thread's policy and priority, e.g. `(libc::SCHED_FIFO, 10)`.
-pub fn current_thread_policy() -> io::Result<(i32, i32)> {
+#[cfg(test)]
+fn current_thread_policy() -> io::Result<(i32, i32)> {
     // SAFETY: no pointers; pid 0 is the calling thread.
     let policy = unsafe { libc::sched_getscheduler(0) };
     if policy < 0 {

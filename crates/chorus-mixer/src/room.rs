@@ -291,6 +291,7 @@ impl Room {
         let talk = &config.talk;
 
         // Decode and detect talkers.
+        let mut any_rising = false;
         for &s in &self.legs {
             let Some(leg) = legs[s].as_deref_mut() else {
                 continue;
@@ -326,6 +327,7 @@ impl Room {
                     talking,
                 });
             }
+            any_rising |= leg.talk.rising();
         }
 
         // The loudest talkers, capped.
@@ -364,7 +366,7 @@ impl Room {
             // a one-frame blip from a third member (a cough, a click) would switch both of
             // them to private encodes and back, whose Opus state their decoders have not
             // followed: a worse glitch than a clipped first frame.
-            if self.mix_set.len() != 2 {
+            if any_rising && self.mix_set.len() != 2 {
                 for &s in &self.legs {
                     if self.mix_set.len() >= config.max_talkers {
                         break;

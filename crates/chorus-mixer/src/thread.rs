@@ -139,11 +139,6 @@ impl MediaThread {
             if !self.drain_commands() {
                 break;
             }
-            if slot == 0
-                && (self.stats().ticks.load(Ordering::Relaxed) + 1).is_multiple_of(SAMPLE_EVERY)
-            {
-                self.rebalance_slots();
-            }
             self.tick_slot(slot, woke);
             let done = Instant::now();
             let stats = &self.stats[self.index];
@@ -151,6 +146,7 @@ impl MediaThread {
                 let ticks = stats.ticks.fetch_add(1, Ordering::Relaxed) + 1;
                 if ticks.is_multiple_of(SAMPLE_EVERY) {
                     self.sample_legs();
+                    self.rebalance_slots();
                 }
             }
             let work_us = done.duration_since(woke).as_micros() as u64;
@@ -529,8 +525,9 @@ impl MediaThread {
         let mut totals = crate::room::TickCounts::default();
         let events = &self.events;
         let stats = &self.stats[self.index];
+        // Each room's work runs from the previous room's end: one clock read per room.
+        let mut mark = Instant::now();
         for room in self.rooms.iter_mut().filter(|r| r.tick_slot == slot) {
-            let started = Instant::now();
             let room_id = room.id;
             for &s in &room.legs {
                 if let Some(leg) = self.legs[s].as_deref_mut() {
@@ -577,7 +574,12 @@ impl MediaThread {
                     send_event(events, stats, event);
                 },
             );
-            let work_us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let end = Instant::now();
+            let work_us = end
+                .duration_since(mark)
+                .as_micros()
+                .min(u128::from(u32::MAX)) as u32;
+            mark = end;
             room.work_us = smooth(room.work_us, work_us);
             totals.encodes += counts.encodes;
             totals.decodes += counts.decodes;
@@ -668,9 +670,6 @@ fn lost(leg: Box<Leg>) -> MixerEvent {
     }
 }
 
-/// The slot a new room ticks in, given each slot's rooms and smoothed work: the open slot with
-/// the least work while that is under [`SLOT_BUDGET_US`], else the first empty slot, else
-/// (every slot open and busy) the one with the least work.
 /// An average over about eight samples, without keeping them.
 fn smooth(average: u32, sample: u32) -> u32 {
     ((u64::from(average) * 7 + u64::from(sample)) / 8) as u32
@@ -678,9 +677,9 @@ fn smooth(average: u32, sample: u32) -> u32 {
 
 /// Which room (index into `rooms`, each `(slot, work µs)`) to move to which slot, if any: the
 /// busiest slot over [`SLOT_BUDGET_US`] that holds two rooms or more gives its largest room
-/// that fits under the budget of a slot with room to spare (the least busy open one first,
-/// then an empty one). A slot that receives stays under the budget, so it never gives the
-/// room back.
+/// that fits under the budget of the least busy other open slot, or else of an empty one
+/// (which opens it). A slot that receives stays under the budget, so it never gives the room
+/// back.
 fn pick_move(
     slot_rooms: &[u32],
     work_us: &[u32],
@@ -698,22 +697,21 @@ fn pick_move(
             .max_by_key(|&(_, (_, work))| work)
             .map(|(index, _)| (index, to))
     };
-    let mut open: [usize; MAX_TICK_SLOTS] = [0; MAX_TICK_SLOTS];
-    let mut n = 0;
-    for s in 0..slot_rooms.len().min(MAX_TICK_SLOTS) {
-        if s != from && slot_rooms[s] > 0 && work_us[s] < SLOT_BUDGET_US {
-            open[n] = s;
-            n += 1;
-        }
-    }
-    open[..n].sort_unstable_by_key(|&s| work_us[s]);
-    open[..n].iter().find_map(|&to| fits(to)).or_else(|| {
+    // The least busy open slot has the most headroom of the open ones: if nothing fits there,
+    // nothing fits in the others.
+    let least_busy_open = (0..slot_rooms.len())
+        .filter(|&s| s != from && slot_rooms[s] > 0 && work_us[s] < SLOT_BUDGET_US)
+        .min_by_key(|&s| work_us[s]);
+    least_busy_open.and_then(fits).or_else(|| {
         (0..slot_rooms.len())
             .find(|&s| slot_rooms[s] == 0)
             .and_then(fits)
     })
 }
 
+/// The slot a new room ticks in, given each slot's rooms and smoothed work: the open slot with
+/// the least work while that is under [`SLOT_BUDGET_US`], else the first empty slot, else
+/// (every slot open and busy) the one with the least work.
 fn pick_slot(rooms: &[u32], work_us: &[u32]) -> usize {
     let least_busy = (0..rooms.len())
         .filter(|&s| rooms[s] > 0)
