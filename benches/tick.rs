@@ -3,7 +3,11 @@
 //! FreeSWITCH does; kept as the baseline) and the *shared* one (one encode per distinct mix;
 //! with exactly two talkers, each gets the other's packet forwarded without an encode).
 //! Each iteration injects one packet per member (parse + jitter buffer, no syscalls) and runs
-//! the tick: decode, talker selection, mix, encode, RTP packetisation.
+//! the tick: decode, talker selection, mix, encode, RTP packetisation. Listeners send silence,
+//! the same bytes for all of them, so they share one set of packets, stamped with each one's
+//! sequence number, timestamp and SSRC just before it is injected: like the engine's receive
+//! buffers, which the kernel has just written when a packet is parsed, the datagram is in
+//! cache. (Fifty cold packets per member would measure the harness's memory, not the tick.)
 //!
 //! `cargo bench --bench tick` (add a filter such as `pcmu/shared` to run a subset). Encodes and
 //! decodes per tick are printed for every case.
@@ -59,15 +63,20 @@ fn member(talker: Option<f64>, opus: bool, ssrc: u32) -> Member {
     Member { datagrams }
 }
 
-/// Rewrites sequence number and timestamp so the looped packets keep counting up.
-fn restamp(datagram: &mut [u8], sequence: u16, timestamp: u32) {
+/// Rewrites sequence number, timestamp and SSRC so the looped packets keep counting up.
+fn restamp(datagram: &mut [u8], sequence: u16, timestamp: u32, ssrc: u32) {
     datagram[2..4].copy_from_slice(&sequence.to_be_bytes());
     datagram[4..8].copy_from_slice(&timestamp.to_be_bytes());
+    datagram[8..12].copy_from_slice(&ssrc.to_be_bytes());
 }
 
 struct Case {
     thread: ManualThread,
+    /// The talkers' own packets.
     members: Vec<Member>,
+    /// What every listener sends.
+    listeners: Member,
+    n: usize,
     tick: u32,
     now: Instant,
     frame: u32,
@@ -87,18 +96,20 @@ impl Case {
         } else {
             Codec::PCMU
         };
-        let mut members = Vec::with_capacity(n);
         for i in 0..n {
             handle
                 .add_leg(0, RoomId(1), LegSpec::detached(LegId(i as u64), codec))
                 .expect("queued");
-            let tone = (i < k).then_some(300.0 + 150.0 * i as f64);
-            members.push(member(tone, opus, i as u32 + 1));
         }
+        let members = (0..k)
+            .map(|i| member(Some(300.0 + 150.0 * i as f64), opus, i as u32 + 1))
+            .collect();
         thread.apply_commands();
         let mut case = Self {
             thread,
             members,
+            listeners: member(None, opus, 0),
+            n,
             tick: 0,
             now: Instant::now(),
             frame: if opus { 960 } else { 160 },
@@ -113,9 +124,12 @@ impl Case {
         let peer: SocketAddr = "127.0.0.1:9".parse().expect("addr");
         let i = self.tick as usize % 50;
         let (sequence, timestamp) = (self.tick as u16, self.tick.wrapping_mul(self.frame));
-        for (id, m) in self.members.iter_mut().enumerate() {
-            let d = &mut m.datagrams[i];
-            restamp(d, sequence, timestamp);
+        for id in 0..self.n {
+            let d = match self.members.get_mut(id) {
+                Some(talker) => &mut talker.datagrams[i],
+                None => &mut self.listeners.datagrams[i],
+            };
+            restamp(d, sequence, timestamp, id as u32 + 1);
             self.thread.inject(LegId(id as u64), d, peer, self.now);
         }
         self.thread.tick(self.now);

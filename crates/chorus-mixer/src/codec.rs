@@ -5,6 +5,7 @@
 use chorus_media::g711::Law;
 use chorus_media::opus::{OpusConfig, OpusDecoder, OpusEncoder};
 
+use crate::talk::energy_dbov;
 use crate::{Encoding, MixerError};
 
 /// Samples in 20 ms at the highest rate we mix at (48 kHz).
@@ -94,6 +95,17 @@ impl Decoder {
                 n
             }
             Decoder::Opus(dec) => dec.decode(payload, out, fec).unwrap_or(0),
+        }
+    }
+
+    /// The level of a payload of `frame` samples in dBov, read off the payload without
+    /// decoding it where the codec allows (G.711: one table lookup per byte), else `None`.
+    pub fn level(&self, payload: &[u8], frame: usize) -> Option<f32> {
+        match self {
+            Decoder::G711(law) if payload.len() == frame => {
+                Some(energy_dbov(law.energy(payload), frame))
+            }
+            _ => None,
         }
     }
 

@@ -102,6 +102,26 @@ impl CodecState {
     }
 }
 
+/// How much of a member's audio this tick needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Need {
+    /// The decoded frame: a talker, a member about to talk, or one that is not mixed but whose
+    /// level can only be read from its samples.
+    Frame,
+    /// A quiet member: its level, and the frame only when the level reaches `start_dbov` (it
+    /// may start talking). A whole G.711 frame at the room rate has its level read off its
+    /// bytes (a table lookup per byte, nothing written), so a room's quiet listeners cost
+    /// neither a decode nor the copies of a frame through the leg's buffers; in a room of a
+    /// thousand that memory traffic was most of a listener's cost. Anything else decodes as
+    /// for [`Need::Frame`]. What a loss repeats (`last`) is then the last decoded frame,
+    /// which was quiet too: a member is only measured after a frame of its was decoded below
+    /// the start level (the end of its hangover, or the frame after a loud one).
+    Quiet { start_dbov: f32 },
+    /// Nothing: the jitter buffer moves on without a decode (the sender reported a quiet
+    /// level, or a quiet Opus member's unsampled tick).
+    Nothing,
+}
+
 pub(crate) struct Leg {
     pub id: LegId,
     pub room: RoomId,
@@ -130,9 +150,11 @@ pub(crate) struct Leg {
     pub flags: MemberFlags,
     pub jitter: JitterBuffer,
     /// Codec rate → room rate, present while they differ.
-    pub upsampler: Option<Resampler>,
+    /// (Boxed, like `downsampler`: a resampler is hundreds of bytes, and most legs have none;
+    /// inline they would spread every leg's hot fields over twice as many cache lines.)
+    pub upsampler: Option<Box<Resampler>>,
     /// Room rate → codec rate, for this leg's private output.
-    pub downsampler: Option<Resampler>,
+    pub downsampler: Option<Box<Resampler>>,
     fifo: Box<[i16]>,
     fifo_len: usize,
     last: Box<[i16; MAX_FRAME]>,
@@ -156,6 +178,9 @@ pub(crate) struct Leg {
     pub arrived: bool,
     /// Level the sender reported in its last packet (RFC 6464), dBov.
     pub reported_level: Option<f32>,
+    /// This tick's level, measured on the payload instead of a decoded frame
+    /// ([`Need::Quiet`]); `has_audio` is then false.
+    pub measured_level: Option<f32>,
     /// Smoothed length of its payloads while quiet, in 1/16 bytes (0: none seen yet); see
     /// [`Leg::louder_than_quiet`].
     quiet_len_x16: u32,
@@ -217,6 +242,7 @@ impl Leg {
             lost_one: false,
             arrived: false,
             reported_level: None,
+            measured_level: None,
             quiet_len_x16: 0,
             talk: TalkDetector::new(),
             contributed: false,
@@ -523,19 +549,20 @@ impl Leg {
         false
     }
 
-    /// Produces this tick's frame at the room rate. `skip` takes the audio off the jitter
-    /// buffer undecoded (a quiet listener: its reported level says there is nothing to hear,
-    /// or this is not one of its sampled ticks); `has_audio` then stays false and `arrived`
+    /// Produces this tick's frame at the room rate, or as much of it as `need` asks for:
+    /// with [`Need::Nothing`] or a measured quiet frame, `has_audio` stays false and `arrived`
     /// tells whether anything came. `scratch` holds a frame at the codec rate. Returns the
     /// number of decoder runs.
-    pub fn decode(&mut self, room_rate: u32, skip: bool, scratch: &mut [i16; MAX_FRAME]) -> u64 {
+    pub fn decode(&mut self, room_rate: u32, need: Need, scratch: &mut [i16; MAX_FRAME]) -> u64 {
         self.has_audio = false;
         self.arrived = false;
         self.forwardable = false;
         self.lost_one = false;
+        self.measured_level = None;
         if !self.flow.receive {
             return 0;
         }
+        let skip = need == Need::Nothing;
         let codec_frame = self.codec.encoding.frame_samples();
         let mut decodes = 0;
         // Forwardable: the first pop is a packet holding exactly this tick's frame.
@@ -548,6 +575,20 @@ impl Leg {
             pops += 1;
             match self.jitter.pop() {
                 Pop::Packet { payload, .. } => {
+                    if let (Need::Quiet { start_dbov }, true) =
+                        (need, first && self.upsampler.is_none())
+                    {
+                        let level = self.decoder.level(payload, codec_frame);
+                        if let Some(level) = level.filter(|&l| l < start_dbov) {
+                            // The whole frame, measured and found too quiet to start a
+                            // talker: nothing needs its samples.
+                            self.measured_level = Some(level);
+                            self.arrived = true;
+                            self.concealed_run = 0;
+                            self.faded = false;
+                            return decodes;
+                        }
+                    }
                     if skip {
                         // Keep the buffer moving without paying for the decode.
                         out[..codec_frame].fill(0);
@@ -939,7 +980,7 @@ mod tests {
             let packet = RtpPacket::parse(&wire[..len]).expect("well-formed");
             let now_us = u64::from(seq) * 20_000;
             leg.on_packet(&packet, source, now_us, &mut |_| {});
-            leg.decode(8000, false, &mut scratch);
+            leg.decode(8000, Need::Frame, &mut scratch);
             let mut frame = [0i16; 160];
             if leg.has_audio {
                 frame.copy_from_slice(&leg.frame[..160]);

@@ -10,7 +10,7 @@ use chorus_media::AudioTap;
 use crate::codec::{silence_payload, Encoder, MAX_FRAME, MAX_PAYLOAD};
 use crate::dtmf::DtmfQueue;
 use crate::kernel;
-use crate::leg::{Leg, Output};
+use crate::leg::{Leg, Need, Output};
 use crate::talk::{frame_dbov, select_talkers};
 use crate::{Encoding, LegId, MixerConfig, MixerError, RoomId};
 
@@ -39,7 +39,7 @@ pub(crate) struct Group {
     pub members: usize,
     encoder: Encoder,
     /// Room rate → encoding rate, while they differ.
-    resampler: Option<Resampler>,
+    resampler: Option<Box<Resampler>>,
     /// The clamped room total at the encoding's rate, valid when `pcm_ready`.
     pcm: Box<[i16; MAX_FRAME]>,
     pcm_ready: bool,
@@ -66,12 +66,12 @@ impl Group {
     }
 }
 
-fn resampler(from: u32, to: u32) -> Result<Option<Resampler>, MixerError> {
+fn resampler(from: u32, to: u32) -> Result<Option<Box<Resampler>>, MixerError> {
     if from == to {
         return Ok(None);
     }
     Resampler::new(from, to)
-        .map(Some)
+        .map(|r| Some(Box::new(r)))
         .map_err(|e| MixerError::Codec(e.to_string()))
 }
 
@@ -310,15 +310,20 @@ impl Room {
                 && config.quiet_decode_interval > 1
                 && !(self.ticks + s as u64).is_multiple_of(u64::from(config.quiet_decode_interval))
                 && !leg.louder_than_quiet();
-            let skip = sampled
-                || leg
-                    .reported_level
-                    .is_some_and(|level| quiet && level < talk.start_dbov);
-            counts.decodes += leg.decode(self.rate, skip, &mut scratch.decode);
+            let need = match leg.reported_level {
+                _ if sampled => Need::Nothing,
+                Some(level) if quiet && level < talk.start_dbov => Need::Nothing,
+                None if quiet => Need::Quiet {
+                    start_dbov: talk.start_dbov,
+                },
+                _ => Need::Frame,
+            };
+            counts.decodes += leg.decode(self.rate, need, &mut scratch.decode);
             let level = match (leg.reported_level, leg.arrived, leg.has_audio) {
                 _ if sampled => continue,
                 (Some(level), true, _) => level,
                 (None, true, true) => frame_dbov(&leg.frame[..frame]),
+                (None, true, false) => leg.measured_level.unwrap_or(-127.0),
                 _ => -127.0,
             };
             if let Some(talking) = leg.talk.update(level, talk) {

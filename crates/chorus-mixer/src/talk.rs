@@ -96,11 +96,19 @@ impl TalkDetector {
 
 /// Level of a frame in dBov: 0 for a full-scale square wave, about -3 for a full-scale sine.
 pub fn frame_dbov(frame: &[i16]) -> f32 {
-    if frame.is_empty() {
+    let energy: u64 = frame
+        .iter()
+        .map(|&s| (i64::from(s) * i64::from(s)) as u64)
+        .sum();
+    energy_dbov(energy, frame.len())
+}
+
+/// Level in dBov of `samples` samples whose squares sum to `energy`.
+pub fn energy_dbov(energy: u64, samples: usize) -> f32 {
+    if samples == 0 {
         return -127.0;
     }
-    let energy: i64 = frame.iter().map(|&s| i64::from(s) * i64::from(s)).sum();
-    let mean = energy as f64 / frame.len() as f64;
+    let mean = energy as f64 / samples as f64;
     if mean < 1.0 {
         return -127.0;
     }

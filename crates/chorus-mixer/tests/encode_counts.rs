@@ -87,7 +87,9 @@ fn shared_strategy_encodes_once_for_the_listeners_and_forwards_between_two_talke
         "1 shared per tick; the 2 talkers get each other's packets: {s:?}"
     );
     assert_eq!(s.forwards, 50 * 2, "{s:?}");
-    assert_eq!(s.decodes, 50 * 10, "{s:?}");
+    // The talkers are decoded; the quiet listeners' G.711 frames are only measured, on
+    // their bytes, and found too quiet to start talking.
+    assert_eq!(s.decodes, 50 * 2, "{s:?}");
     assert_eq!(s.packets_out, 50 * 10, "{s:?}");
 }
 
