@@ -17,7 +17,7 @@ pub enum Law {
 struct Tables {
     encode: [Box<[u8; 1 << 14]>; 2],
     decode: [[i16; 256]; 2],
-    /// The square of each byte's sample (at most 32,124², so a u32 holds it).
+    /// The square of each byte's sample (at most 32,256², A-law's largest, so a u32 holds it).
     square: [[u32; 256]; 2],
 }
 

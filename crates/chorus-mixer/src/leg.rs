@@ -113,9 +113,8 @@ pub(crate) enum Need {
     /// bytes (a table lookup per byte, nothing written), so a room's quiet listeners cost
     /// neither a decode nor the copies of a frame through the leg's buffers; in a room of a
     /// thousand that memory traffic was most of a listener's cost. Anything else decodes as
-    /// for [`Need::Frame`]. What a loss repeats (`last`) is then the last decoded frame,
-    /// which was quiet too: a member is only measured after a frame of its was decoded below
-    /// the start level (the end of its hangover, or the frame after a loud one).
+    /// for [`Need::Frame`]. A measured frame leaves `last` (what a loss repeats) behind, so a
+    /// loss after one conceals as silence.
     Quiet { start_dbov: f32 },
     /// Nothing: the jitter buffer moves on without a decode (the sender reported a quiet
     /// level, or a quiet Opus member's unsampled tick).
@@ -158,6 +157,10 @@ pub(crate) struct Leg {
     fifo: Box<[i16]>,
     fifo_len: usize,
     last: Box<[i16; MAX_FRAME]>,
+    /// `last` is not the frame before this one: frames since were only measured or skipped.
+    /// A loss (or a telephone-event's fade) then starts from silence: `last` may be a loud
+    /// frame from before a pause, and repeating it would mix old speech.
+    last_stale: bool,
     concealed_run: u32,
     /// What played since the last audio is already faded out: a gap's silence goes on as
     /// zeros.
@@ -167,14 +170,15 @@ pub(crate) struct Leg {
     pub has_audio: bool,
     /// This tick's frame is exactly one packet as received (still in the jitter buffer's
     /// slot), so a talker who hears only this leg can be sent it without an encode; false
-    /// when concealed, recovered by FEC, made of several packets or a partial one, or skipped.
+    /// when concealed, recovered by FEC, made of several packets or a partial one, skipped or
+    /// only measured.
     pub forwardable: bool,
     /// This tick's frame stands for exactly one packet that was lost on the way in (concealed,
     /// or rebuilt from the next packet's FEC), in a stream of one-frame packets: a listener
     /// forwarded this leg's packets can be sent a sequence gap for it instead. False for
     /// anything else that is not forwardable (telephone-events, packets of other durations).
     pub lost_one: bool,
-    /// A frame (decoded or skipped) came off the jitter buffer this tick.
+    /// A frame (decoded, measured or skipped) came off the jitter buffer this tick.
     pub arrived: bool,
     /// Level the sender reported in its last packet (RFC 6464), dBov.
     pub reported_level: Option<f32>,
@@ -234,6 +238,7 @@ impl Leg {
             fifo: state.fifo,
             fifo_len: 0,
             last: Box::new([0; MAX_FRAME]),
+            last_stale: false,
             concealed_run: 0,
             faded: false,
             frame: Box::new([0; MAX_FRAME]),
@@ -563,6 +568,7 @@ impl Leg {
             return 0;
         }
         let skip = need == Need::Nothing;
+        let room_frame = (room_rate / 50) as usize;
         let codec_frame = self.codec.encoding.frame_samples();
         let mut decodes = 0;
         // Forwardable: the first pop is a packet holding exactly this tick's frame.
@@ -576,7 +582,7 @@ impl Leg {
             match self.jitter.pop() {
                 Pop::Packet { payload, .. } => {
                     if let (Need::Quiet { start_dbov }, true) =
-                        (need, first && self.upsampler.is_none())
+                        (need, first && codec_frame == room_frame)
                     {
                         let level = self.decoder.level(payload, codec_frame);
                         if let Some(level) = level.filter(|&l| l < start_dbov) {
@@ -584,6 +590,7 @@ impl Leg {
                             // talker: nothing needs its samples.
                             self.measured_level = Some(level);
                             self.arrived = true;
+                            self.last_stale = true;
                             self.concealed_run = 0;
                             self.faded = false;
                             return decodes;
@@ -611,7 +618,7 @@ impl Leg {
                     // nothing is concealed (repeating speech through a key press is wrong).
                     // The audio before fades out over one frame, then silence.
                     let n = codec_frame.min(room);
-                    if skip || self.faded {
+                    if skip || self.faded || self.last_stale {
                         out[..n].fill(0);
                     } else {
                         let (fifo, out) = self.fifo.split_at_mut(self.fifo_len);
@@ -649,7 +656,11 @@ impl Leg {
                         continue;
                     }
                     // G.711: repeat the last frame, fading out over MAX_CONCEALED frames.
-                    let gain = MAX_CONCEALED.saturating_sub(self.concealed_run) as i32;
+                    let gain = if self.last_stale {
+                        0
+                    } else {
+                        MAX_CONCEALED.saturating_sub(self.concealed_run) as i32
+                    };
                     let n = codec_frame.min(room);
                     for (o, &s) in out[..n].iter_mut().zip(self.last.iter()) {
                         *o = (i32::from(s) * gain / MAX_CONCEALED as i32) as i16;
@@ -670,6 +681,7 @@ impl Leg {
         self.arrived = true;
         if skip {
             self.fifo_len = self.fifo_len.saturating_sub(codec_frame);
+            self.last_stale = true;
             return decodes;
         }
         let take = self.fifo_len.min(codec_frame);
@@ -678,7 +690,7 @@ impl Leg {
         self.fifo.copy_within(take..self.fifo_len, 0);
         self.fifo_len -= take;
         self.last[..codec_frame].copy_from_slice(&scratch[..codec_frame]);
-        let room_frame = (room_rate / 50) as usize;
+        self.last_stale = false;
         match self.upsampler.as_mut() {
             Some(up) => {
                 if up

@@ -303,6 +303,8 @@ impl Room {
             // the detector decides, so a new talker is heard a tick after the start
             // hysteresis allows, not `quiet_decode_interval` ticks later; and a packet clearly
             // bigger than the member's quiet ones is decoded at once (`louder_than_quiet`).
+            // A quiet G.711 member is not decoded either while its frames, measured on their
+            // bytes, stay below the start level (`Need::Quiet`).
             let quiet = !leg.talk.talking() && !leg.talk.rising() && !self.mix_set.contains(&s);
             let sampled = leg.reported_level.is_none()
                 && quiet

@@ -134,6 +134,12 @@ impl Source {
         wire
     }
 
+    /// The sender stops for `ticks` packets' time without losing any (a pause in a VAD/DTX
+    /// stream): the next packet's timestamp jumps, its sequence number follows on.
+    pub fn pause(&mut self, ticks: u32) {
+        self.timestamp = self.timestamp.wrapping_add(self.step * ticks);
+    }
+
     /// The timestamp the next audio packet will carry.
     pub fn timestamp(&self) -> u32 {
         self.timestamp

@@ -24,6 +24,8 @@ struct Member {
     /// telephone-events instead of audio.
     events: Option<Box<KeyHeld>>,
     event_start: Option<u32>,
+    /// Sends nothing (see [`Source::pause`]).
+    absent: bool,
 }
 
 /// Given a tick: the key held then and the tick it went down.
@@ -61,6 +63,7 @@ impl Room {
                 phone,
                 events: None,
                 event_start: None,
+                absent: false,
             });
         }
         thread.apply_commands();
@@ -81,7 +84,7 @@ impl Room {
         let mut received: Vec<Received> = vec![Vec::new(); self.members.len()];
         for tick in 0..ticks {
             for (i, m) in self.members.iter_mut().enumerate() {
-                if tick % m.source.ticks_per_packet != 0 {
+                if m.absent || tick % m.source.ticks_per_packet != 0 {
                     continue;
                 }
                 let datagram = match m.events.as_ref().map(|e| e(tick)) {
@@ -360,4 +363,37 @@ fn a_one_frame_blip_from_a_third_member_does_not_break_the_forwarded_pair() {
     assert_eq!(blip.forwards + after.forwards, 2 * 11, "{blip:?} {after:?}");
     assert_eq!(blip.encodes + after.encodes, 11, "the shared encode only");
     assert!(all_from(&got[0], room.payloads_of(1)));
+}
+
+#[test]
+fn a_loss_after_a_pause_does_not_replay_speech_from_before_it() {
+    // C's last decoded frame is loud (one word), then C pauses, then sends quiet frames,
+    // which are only measured (not decoded), then one of them is lost. The loss must not be
+    // concealed by repeating the loud frame from before the pause: A would hear it again.
+    let mut room = Room::new(Codec::PCMU, sources(false, &[None, None, None]));
+    room.run(30, |_, _| false);
+    let sounding = |got: &Received| {
+        got.iter()
+            .filter(|(_, p)| p.iter().any(|&b| b != 0xFF))
+            .count()
+    };
+    room.members[2]
+        .source
+        .switch_to(&Source::pcmu(Some(1230.0), 8000.0));
+    let (_, word) = room.run(1, |_, _| false);
+    room.members[2].absent = true;
+    let (_, pause) = room.run(5, |_, _| false);
+    room.members[2].absent = false;
+    room.members[2].source.pause(5);
+    room.members[2]
+        .source
+        .switch_to(&Source::pcmu(None, 8000.0));
+    let (_, quiet) = room.run(10, |_, _| false);
+    let (_, lost) = room.run(10, |member, tick| member == 2 && tick == 3);
+    let heard = [&word, &pause, &quiet, &lost].map(|got| sounding(&got[0]));
+    assert_eq!(
+        heard.iter().sum::<usize>(),
+        1,
+        "A hears C's one loud frame once (ticks with sound per phase: {heard:?})"
+    );
 }
