@@ -99,6 +99,7 @@ fn operations_families_are_exported_and_move_with_a_call() {
         "chorus_sip_auth",
         "chorus_rtp_packets_lost",
         "chorus_rtp_jitter_seconds",
+        "chorus_rtp_playout_delay_seconds",
         "chorus_media_tick_duration_seconds",
         "chorus_media_encodes",
         "chorus_media_decodes",
@@ -171,6 +172,13 @@ fn operations_families_are_exported_and_move_with_a_call() {
     // Each receiving leg's jitter is sampled once a second.
     assert!(
         family_sum(&during, "chorus_rtp_jitter_seconds_count") >= 2.0,
+        "{during}"
+    );
+    // And its playout delay: at least one 20 ms frame per sample.
+    let playouts = family_sum(&during, "chorus_rtp_playout_delay_seconds_count");
+    assert!(playouts >= 2.0, "{during}");
+    assert!(
+        family_sum(&during, "chorus_rtp_playout_delay_seconds_sum") >= playouts * 0.020,
         "{during}"
     );
     let ticks = family_sum(&during, "chorus_media_tick_duration_seconds_count");

@@ -243,6 +243,17 @@ fn encode_media_histograms(
     )?;
     thread_histogram(
         encoder,
+        "chorus_rtp_playout_delay_seconds",
+        "Jitter-buffer playout delay of the receiving legs (target depth times packet duration), \
+         one sample per leg per second",
+        &chorus_mixer::PLAYOUT_BOUNDS_US,
+        snapshots
+            .iter()
+            .enumerate()
+            .map(|(t, s)| (t, s.playout_buckets.to_vec(), s.playout_us_total)),
+    )?;
+    thread_histogram(
+        encoder,
         "chorus_media_tick_duration_seconds",
         "Work time of each tick slot (receive, decode, mix, encode, send)",
         &chorus_mixer::TICK_BOUNDS_US,

@@ -128,6 +128,9 @@ pub struct TickMetrics {
     /// (upper bound in the metric's unit, cumulative count) of a lateness histogram.
     pub late_buckets: Vec<(f64, f64)>,
     pub late_unit_ms: f64,
+    /// Sum (s) and count of a playout-delay histogram (the jitter buffers' target delay).
+    pub playout_sum_s: Option<f64>,
+    pub playout_count: Option<f64>,
 }
 
 impl TickMetrics {
@@ -156,7 +159,11 @@ impl TickMetrics {
                 continue;
             };
             let name = name_labels.split('{').next().unwrap_or("");
-            if name.contains("overrun") && !name.ends_with("_bucket") {
+            if name.contains("playout") && name.ends_with("_seconds_sum") {
+                *m.playout_sum_s.get_or_insert(0.0) += value;
+            } else if name.contains("playout") && name.ends_with("_seconds_count") {
+                *m.playout_count.get_or_insert(0.0) += value;
+            } else if name.contains("overrun") && !name.ends_with("_bucket") {
                 *m.overruns.get_or_insert(0.0) += value;
             } else if name.contains("late") && name.ends_with("_bucket") {
                 let le = name_labels
@@ -192,6 +199,13 @@ impl TickMetrics {
     /// Overruns between two scrapes.
     pub fn overruns_since(&self, before: &TickMetrics) -> Option<f64> {
         Some(self.overruns? - before.overruns?)
+    }
+
+    /// Mean playout delay (ms) of the samples taken between two scrapes.
+    pub fn playout_mean_ms_since(&self, before: &TickMetrics) -> Option<(f64, f64)> {
+        let count = self.playout_count? - before.playout_count.unwrap_or(0.0);
+        let sum = self.playout_sum_s? - before.playout_sum_s.unwrap_or(0.0);
+        (count > 0.0).then(|| (sum / count * 1_000.0, count))
     }
 
     /// The bucket bound holding the 99th percentile of tick lateness between two scrapes, in ms.
@@ -247,5 +261,26 @@ mod tests {
         assert_eq!(after.overruns_since(&before), Some(3.0));
         assert_eq!(after.late_p99_ms_since(&before), Some(5.0));
         assert_eq!(TickMetrics::default().overruns_since(&before), None);
+    }
+
+    #[test]
+    fn playout_delay_mean_is_taken_between_scrapes() {
+        let before = TickMetrics::parse(
+            "chorus_rtp_playout_delay_seconds_sum{thread=\"0\"} 0.4\n\
+             chorus_rtp_playout_delay_seconds_count{thread=\"0\"} 10\n\
+             chorus_rtp_playout_delay_seconds_sum{thread=\"1\"} 0.2\n\
+             chorus_rtp_playout_delay_seconds_count{thread=\"1\"} 10\n",
+        );
+        let after = TickMetrics::parse(
+            "chorus_rtp_playout_delay_seconds_sum{thread=\"0\"} 1.0\n\
+             chorus_rtp_playout_delay_seconds_count{thread=\"0\"} 30\n\
+             chorus_rtp_playout_delay_seconds_sum{thread=\"1\"} 0.2\n\
+             chorus_rtp_playout_delay_seconds_count{thread=\"1\"} 10\n",
+        );
+        let (mean_ms, samples) = after.playout_mean_ms_since(&before).expect("samples");
+        assert_eq!(samples, 20.0);
+        assert!((mean_ms - 30.0).abs() < 1e-9, "{mean_ms}");
+        assert_eq!(before.playout_mean_ms_since(&before), None);
+        assert_eq!(TickMetrics::default().playout_mean_ms_since(&before), None);
     }
 }

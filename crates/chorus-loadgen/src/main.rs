@@ -419,6 +419,13 @@ fn measure<S: Session>(harness: &mut Harness, session: &mut S, load: &Load) -> a
             stats.latencies_ms.len()
         );
     }
+    if let Some((mean_ms, samples)) = after.playout_mean_ms_since(&before) {
+        // What the engine's jitter buffers hold back: part of the marker latency above.
+        eprintln!(
+            "loadgen: engine playout delay (jitter-buffer target) mean {mean_ms:.1} ms over \
+             {samples:.0} leg-seconds"
+        );
+    }
     if stats.unmatched_onsets > 0 {
         eprintln!(
             "loadgen: {} marker onsets matched no burst",

@@ -817,6 +817,12 @@ impl JitterBuffer {
         self.adaptation.clock_rate / (1000 / crate::PTIME_MS)
     }
 
+    /// The delay the buffer holds audio for before playing it, in RTP timestamp units: the
+    /// target depth in packets times the packet duration.
+    pub fn target_delay(&self) -> u32 {
+        self.packet_ticks().saturating_mul(self.target as u32)
+    }
+
     /// RTP timestamp units in one audio packet of the stream.
     fn packet_ticks(&self) -> u32 {
         self.packet_ticks.unwrap_or_else(|| self.frame_ticks())

@@ -79,7 +79,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 pub use chorus_media::sched::MAX_PRIORITY as MAX_REALTIME_PRIORITY;
 pub use codec::{MAX_FRAME, MAX_PAYLOAD};
 pub use error::MixerError;
-pub use stats::{LegStats, ThreadStats, ThreadStatsSnapshot, JITTER_BOUNDS_US, TICK_BOUNDS_US};
+pub use stats::{
+    LegStats, ThreadStats, ThreadStatsSnapshot, JITTER_BOUNDS_US, PLAYOUT_BOUNDS_US, TICK_BOUNDS_US,
+};
 pub use talk::TalkConfig;
 pub use thread::MAX_TICK_SLOTS;
 

@@ -42,6 +42,10 @@ pub struct ThreadStats {
     /// bucket counts for [`JITTER_BOUNDS_US`] and above, and their sum.
     pub(crate) jitter_buckets: [AtomicU64; JITTER_BUCKETS],
     pub(crate) jitter_us_total: AtomicU64,
+    /// Legs' playout delay (jitter-buffer target depth × packet duration), sampled like the
+    /// jitter: bucket counts for [`PLAYOUT_BOUNDS_US`] and above, and their sum.
+    pub(crate) playout_buckets: [AtomicU64; PLAYOUT_BUCKETS],
+    pub(crate) playout_us_total: AtomicU64,
     /// How long each tick slot's work took: bucket counts for [`TICK_BOUNDS_US`] and above
     /// (their sum is `busy_us_total`).
     pub(crate) tick_buckets: [AtomicU64; TICK_BUCKETS],
@@ -50,6 +54,10 @@ pub struct ThreadStats {
 /// Upper bounds (µs) of the jitter histogram's buckets; the last bucket is everything above.
 pub const JITTER_BOUNDS_US: [u64; 6] = [1_000, 2_000, 5_000, 10_000, 20_000, 50_000];
 const JITTER_BUCKETS: usize = JITTER_BOUNDS_US.len() + 1;
+/// Upper bounds (µs) of the playout-delay histogram's buckets: one to five 20 ms frames, then
+/// longer packets; the last bucket is everything above.
+pub const PLAYOUT_BOUNDS_US: [u64; 6] = [20_000, 40_000, 60_000, 80_000, 100_000, 200_000];
+const PLAYOUT_BUCKETS: usize = PLAYOUT_BOUNDS_US.len() + 1;
 /// Upper bounds (µs) of the tick-duration histogram's buckets; the last is everything above.
 pub const TICK_BOUNDS_US: [u64; 7] = [100, 250, 500, 1_000, 2_000, 5_000, 10_000];
 const TICK_BUCKETS: usize = TICK_BOUNDS_US.len() + 1;
@@ -89,6 +97,9 @@ pub struct ThreadStatsSnapshot {
     /// Per-bucket (not cumulative) counts for [`JITTER_BOUNDS_US`] and above.
     pub jitter_buckets: [u64; JITTER_BUCKETS],
     pub jitter_us_total: u64,
+    /// Per-bucket (not cumulative) counts for [`PLAYOUT_BOUNDS_US`] and above.
+    pub playout_buckets: [u64; PLAYOUT_BUCKETS],
+    pub playout_us_total: u64,
     /// Per-bucket (not cumulative) counts for [`TICK_BOUNDS_US`] and above.
     pub tick_buckets: [u64; TICK_BUCKETS],
 }
@@ -121,6 +132,11 @@ impl ThreadStats {
         self.jitter_buckets[bucket(&JITTER_BOUNDS_US, jitter_us)].fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn record_playout(&self, playout_us: u64) {
+        self.playout_us_total.fetch_add(playout_us, Relaxed);
+        self.playout_buckets[bucket(&PLAYOUT_BOUNDS_US, playout_us)].fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> ThreadStatsSnapshot {
         ThreadStatsSnapshot {
             legs: self.legs.load(Relaxed),
@@ -147,6 +163,8 @@ impl ThreadStats {
             packets_lost: self.packets_lost.load(Relaxed),
             jitter_buckets: std::array::from_fn(|i| self.jitter_buckets[i].load(Relaxed)),
             jitter_us_total: self.jitter_us_total.load(Relaxed),
+            playout_buckets: std::array::from_fn(|i| self.playout_buckets[i].load(Relaxed)),
+            playout_us_total: self.playout_us_total.load(Relaxed),
             tick_buckets: std::array::from_fn(|i| self.tick_buckets[i].load(Relaxed)),
         }
     }

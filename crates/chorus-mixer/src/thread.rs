@@ -506,6 +506,7 @@ impl MediaThread {
         if now.stored != seen.stored {
             let rate = u64::from(leg.codec.encoding.rate().max(1));
             stats.record_jitter(u64::from(leg.jitter.jitter()) * 1_000_000 / rate);
+            stats.record_playout(u64::from(leg.jitter.target_delay()) * 1_000_000 / rate);
         }
         *seen = now;
     }

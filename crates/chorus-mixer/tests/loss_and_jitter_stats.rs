@@ -1,6 +1,6 @@
-//! The thread counters behind `chorus_rtp_packets_lost_total`, `chorus_rtp_jitter_seconds`
-//! and `chorus_media_tick_duration_seconds`: sampled once a second from the legs' jitter
-//! buffers, on a manually driven media thread.
+//! The thread counters behind `chorus_rtp_packets_lost_total`, `chorus_rtp_jitter_seconds`,
+//! `chorus_rtp_playout_delay_seconds` and `chorus_media_tick_duration_seconds`: sampled once a
+//! second from the legs' jitter buffers, on a manually driven media thread.
 
 #![allow(clippy::unwrap_used)]
 
@@ -60,6 +60,21 @@ fn lost_packets_and_jitter_are_counted_once_a_second() {
         stats.jitter_us_total > 1_000,
         "leg 0 has jitter: {} µs in all",
         stats.jitter_us_total
+    );
+    // Playout delay: the target depth (2 frames to start with, adapting within 1-3) in time,
+    // per receiving leg per second.
+    let playouts: u64 = stats.playout_buckets.iter().sum();
+    assert_eq!(playouts, 2 * 4);
+    assert_eq!(
+        stats.playout_buckets[..3].iter().sum::<u64>(),
+        playouts,
+        "1-3 frames of 20 ms: {:?}",
+        stats.playout_buckets
+    );
+    assert!(
+        (8 * 20_000..=8 * 60_000).contains(&stats.playout_us_total),
+        "{} µs in all",
+        stats.playout_us_total
     );
     let ticks: u64 = stats.tick_buckets.iter().sum();
     assert_eq!(ticks, 0, "manual ticks are not timed");
