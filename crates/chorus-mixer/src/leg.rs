@@ -1003,6 +1003,80 @@ mod tests {
     }
 
     #[test]
+    fn a_measured_quiet_frame_has_exactly_the_level_of_its_decoded_samples() {
+        use crate::talk::frame_dbov;
+        use chorus_media::g711::Law;
+        use chorus_media::tone::Sine;
+
+        const START_DBOV: f32 = -42.0;
+        for (codec, law) in [(Codec::PCMU, Law::Mu), (Codec::PCMA, Law::A)] {
+            let source: SocketAddr = "127.0.0.1:4000".parse().expect("an address");
+            let leg = |codec| {
+                let mut spec = LegSpec::detached(LegId(1), codec);
+                spec.remote = Some(source);
+                Leg::new(RoomId(1), spec, &MixerConfig::default()).expect("a G.711 leg")
+            };
+            let (mut decoded, mut measured) = (leg(codec), leg(codec));
+            let mut scratch = [0i16; MAX_FRAME];
+            let mut seen = (0, 0);
+            // Tones from far below the start level to far above it, a step per frame.
+            for seq in 0..80u16 {
+                let amplitude = 4.0 * 1.12f64.powi(i32::from(seq));
+                let mut pcm = [0i16; 160];
+                Sine::new(300.0 + f64::from(seq) * 20.0, 8000, amplitude).fill(&mut pcm);
+                let mut payload = [0u8; 160];
+                law.encode(&pcm, &mut payload);
+                let mut wire = [0u8; 200];
+                let header = RtpHeader {
+                    payload_type: law.payload_type(),
+                    marker: false,
+                    sequence: seq,
+                    timestamp: u32::from(seq) * 160,
+                    ssrc: 9,
+                };
+                let len = header
+                    .write_with_payload(&payload, &mut wire)
+                    .expect("fits");
+                let packet = RtpPacket::parse(&wire[..len]).expect("well-formed");
+                let now_us = u64::from(seq) * 20_000;
+                for leg in [&mut decoded, &mut measured] {
+                    leg.on_packet(&packet, source, now_us, &mut |_| {});
+                }
+                decoded.decode(8000, Need::Frame, &mut scratch);
+                measured.decode(
+                    8000,
+                    Need::Quiet {
+                        start_dbov: START_DBOV,
+                    },
+                    &mut scratch,
+                );
+                assert_eq!(decoded.arrived, measured.arrived, "{seq}");
+                if !decoded.arrived {
+                    continue;
+                }
+                let level = frame_dbov(&decoded.frame[..160]);
+                match measured.measured_level {
+                    Some(m) => {
+                        assert_eq!(m.to_bits(), level.to_bits(), "{codec:?} {seq}");
+                        assert!(m < START_DBOV && !measured.has_audio);
+                        seen.0 += 1;
+                    }
+                    None => {
+                        // Loud enough to start a talker: decoded, the same samples.
+                        assert!(level >= START_DBOV, "{codec:?} {seq}: {level}");
+                        assert_eq!(measured.frame[..160], decoded.frame[..160]);
+                        seen.1 += 1;
+                    }
+                }
+            }
+            assert!(
+                seen.0 > 10 && seen.1 > 10,
+                "both sides of the threshold: {seen:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_key_press_fades_the_audio_to_silence_instead_of_concealing_it() {
         let (frames, stats) = frames_around_a_key_press();
         assert_eq!((stats.concealed_frames, stats.jitter.lost), (0, 0));
