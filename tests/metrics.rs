@@ -100,6 +100,8 @@ fn operations_families_are_exported_and_move_with_a_call() {
         "chorus_rtp_packets_lost",
         "chorus_rtp_jitter_seconds",
         "chorus_rtp_playout_delay_seconds",
+        "chorus_rtp_underruns",
+        "chorus_rtp_frames_trimmed",
         "chorus_media_tick_duration_seconds",
         "chorus_media_encodes",
         "chorus_media_decodes",

@@ -231,6 +231,28 @@ fn encode_media_histograms(
             .enumerate()
             .map(|(t, s)| (t.to_string().into(), s.packets_lost)),
     )?;
+    counter_family(
+        encoder,
+        "chorus_rtp_underruns",
+        "Ticks a playing jitter buffer had nothing to play (a packet late for its tick, or a \
+         sender that paused: DTX, hold), sampled once a second",
+        "thread",
+        snapshots
+            .iter()
+            .enumerate()
+            .map(|(t, s)| (t.to_string().into(), s.underruns)),
+    )?;
+    counter_family(
+        encoder,
+        "chorus_rtp_frames_trimmed",
+        "Frames a jitter buffer discarded to bring its depth back to target (latency cut \
+         after a burst or when the jitter has gone), sampled once a second",
+        "thread",
+        snapshots
+            .iter()
+            .enumerate()
+            .map(|(t, s)| (t.to_string().into(), s.frames_trimmed)),
+    )?;
     thread_histogram(
         encoder,
         "chorus_rtp_jitter_seconds",

@@ -131,6 +131,9 @@ pub struct TickMetrics {
     /// Sum (s) and count of a playout-delay histogram (the jitter buffers' target delay).
     pub playout_sum_s: Option<f64>,
     pub playout_count: Option<f64>,
+    /// Jitter-buffer underruns and trimmed frames (counters).
+    pub underruns: Option<f64>,
+    pub trimmed: Option<f64>,
 }
 
 impl TickMetrics {
@@ -159,7 +162,11 @@ impl TickMetrics {
                 continue;
             };
             let name = name_labels.split('{').next().unwrap_or("");
-            if name.contains("playout") && name.ends_with("_seconds_sum") {
+            if name.contains("underrun") && !name.ends_with("_created") {
+                *m.underruns.get_or_insert(0.0) += value;
+            } else if name.contains("trimmed") && !name.ends_with("_created") {
+                *m.trimmed.get_or_insert(0.0) += value;
+            } else if name.contains("playout") && name.ends_with("_seconds_sum") {
                 *m.playout_sum_s.get_or_insert(0.0) += value;
             } else if name.contains("playout") && name.ends_with("_seconds_count") {
                 *m.playout_count.get_or_insert(0.0) += value;
@@ -199,6 +206,14 @@ impl TickMetrics {
     /// Overruns between two scrapes.
     pub fn overruns_since(&self, before: &TickMetrics) -> Option<f64> {
         Some(self.overruns? - before.overruns?)
+    }
+
+    /// Jitter-buffer underruns and trimmed frames between two scrapes.
+    pub fn playout_glitches_since(&self, before: &TickMetrics) -> Option<(f64, f64)> {
+        Some((
+            self.underruns? - before.underruns.unwrap_or(0.0),
+            self.trimmed? - before.trimmed.unwrap_or(0.0),
+        ))
     }
 
     /// Mean playout delay (ms) of the samples taken between two scrapes.
@@ -282,5 +297,12 @@ mod tests {
         assert!((mean_ms - 30.0).abs() < 1e-9, "{mean_ms}");
         assert_eq!(before.playout_mean_ms_since(&before), None);
         assert_eq!(TickMetrics::default().playout_mean_ms_since(&before), None);
+        let glitches = TickMetrics::parse(
+            "chorus_rtp_underruns_total{thread=\"0\"} 7\n\
+             chorus_rtp_frames_trimmed_total{thread=\"0\"} 2\n\
+             chorus_rtp_underruns_total{thread=\"1\"} 1\n",
+        );
+        assert_eq!(glitches.playout_glitches_since(&before), Some((8.0, 2.0)));
+        assert_eq!(before.playout_glitches_since(&before), None);
     }
 }

@@ -421,9 +421,13 @@ fn measure<S: Session>(harness: &mut Harness, session: &mut S, load: &Load) -> a
     }
     if let Some((mean_ms, samples)) = after.playout_mean_ms_since(&before) {
         // What the engine's jitter buffers hold back: part of the marker latency above.
+        let glitches = after
+            .playout_glitches_since(&before)
+            .map(|(u, t)| format!("; underruns {u:.0}, frames trimmed {t:.0}"))
+            .unwrap_or_default();
         eprintln!(
             "loadgen: engine playout delay (jitter-buffer target) mean {mean_ms:.1} ms over \
-             {samples:.0} leg-seconds"
+             {samples:.0} leg-seconds{glitches}"
         );
     }
     if stats.unmatched_onsets > 0 {

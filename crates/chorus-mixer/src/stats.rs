@@ -38,6 +38,12 @@ pub struct ThreadStats {
     /// RTP packets lost on the way in (sequence numbers never received, RFC 3550 §6.4.1),
     /// sampled once a second from every leg's jitter buffer.
     pub(crate) packets_lost: AtomicU64,
+    /// Pulls that found a playing jitter buffer empty (a packet late for its tick, or a
+    /// sender that paused: DTX, hold), and frames discarded to bring a buffer's depth back
+    /// to its target; sampled like the losses. Each is a gap or a skip in what a talker
+    /// is heard saying.
+    pub(crate) underruns: AtomicU64,
+    pub(crate) frames_trimmed: AtomicU64,
     /// Legs' interarrival jitter (RFC 3550 §6.4.1), one sample per receiving leg per second:
     /// bucket counts for [`JITTER_BOUNDS_US`] and above, and their sum.
     pub(crate) jitter_buckets: [AtomicU64; JITTER_BUCKETS],
@@ -94,6 +100,8 @@ pub struct ThreadStatsSnapshot {
     pub silence_sends: u64,
     pub codec_errors: u64,
     pub packets_lost: u64,
+    pub underruns: u64,
+    pub frames_trimmed: u64,
     /// Per-bucket (not cumulative) counts for [`JITTER_BOUNDS_US`] and above.
     pub jitter_buckets: [u64; JITTER_BUCKETS],
     pub jitter_us_total: u64,
@@ -161,6 +169,8 @@ impl ThreadStats {
             silence_sends: self.silence_sends.load(Relaxed),
             codec_errors: self.codec_errors.load(Relaxed),
             packets_lost: self.packets_lost.load(Relaxed),
+            underruns: self.underruns.load(Relaxed),
+            frames_trimmed: self.frames_trimmed.load(Relaxed),
             jitter_buckets: std::array::from_fn(|i| self.jitter_buckets[i].load(Relaxed)),
             jitter_us_total: self.jitter_us_total.load(Relaxed),
             playout_buckets: std::array::from_fn(|i| self.playout_buckets[i].load(Relaxed)),

@@ -47,6 +47,8 @@ pub const MAX_TICK_SLOTS: usize = 20;
 #[derive(Clone, Copy, Default)]
 struct Seen {
     lost: u64,
+    underruns: u64,
+    trimmed: u64,
     /// Packets the jitter buffer took (received or injected).
     stored: u64,
 }
@@ -503,6 +505,17 @@ impl MediaThread {
         if lost > 0 {
             stats.packets_lost.fetch_add(lost, Ordering::Relaxed);
         }
+        let underruns = now
+            .underruns
+            .checked_sub(seen.underruns)
+            .unwrap_or(now.underruns);
+        if underruns > 0 {
+            stats.underruns.fetch_add(underruns, Ordering::Relaxed);
+        }
+        let trimmed = now.trimmed.checked_sub(seen.trimmed).unwrap_or(now.trimmed);
+        if trimmed > 0 {
+            stats.frames_trimmed.fetch_add(trimmed, Ordering::Relaxed);
+        }
         if now.stored != seen.stored {
             let rate = u64::from(leg.codec.encoding.rate().max(1));
             stats.record_jitter(u64::from(leg.jitter.jitter()) * 1_000_000 / rate);
@@ -642,6 +655,8 @@ fn seen_of(leg: &Leg) -> Seen {
     let jitter = leg.jitter.stats();
     Seen {
         lost: jitter.lost,
+        underruns: jitter.underruns,
+        trimmed: jitter.trimmed,
         stored: jitter.stored,
     }
 }

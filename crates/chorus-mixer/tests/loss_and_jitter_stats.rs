@@ -100,3 +100,44 @@ fn a_leg_leaving_reports_its_last_losses() {
     thread.apply_commands();
     assert_eq!(thread.stats().packets_lost, 3);
 }
+
+#[test]
+fn a_stall_then_a_burst_counts_underruns_and_trimmed_frames() {
+    let mut thread = room(1);
+    let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut source = Source::pcmu(Some(440.0), 8000.0);
+    let start = Instant::now();
+    let mut held = Vec::new();
+    let mut steady = thread.stats();
+    // 4 seconds; the network stalls for 120 ms at 2 s, then delivers the six packets it held
+    // at once with the seventh.
+    for t in 0..200u64 {
+        let now = start + Duration::from_millis(20 * t);
+        held.push(source.next_datagram());
+        if !(100..106).contains(&t) {
+            for datagram in held.drain(..) {
+                assert!(thread.inject(LegId(0), &datagram, peer, now));
+            }
+        }
+        thread.tick(now);
+        if t == 99 {
+            // Steady: no underrun (the start's extra frame of depth may have been trimmed
+            // once the buffer saw there was no jitter).
+            steady = thread.stats();
+            assert_eq!(steady.underruns, 0);
+            assert!(steady.frames_trimmed <= 1, "{}", steady.frames_trimmed);
+        }
+    }
+    let stats = thread.stats();
+    assert_eq!(stats.packets_lost, 0, "nothing lost, only late");
+    let underruns = stats.underruns - steady.underruns;
+    assert!(
+        (1..=6).contains(&underruns),
+        "the stall drains the buffer: {underruns} underruns"
+    );
+    let trimmed = stats.frames_trimmed - steady.frames_trimmed;
+    assert!(
+        trimmed >= 1,
+        "the burst is cut back to the target depth: {trimmed} trimmed"
+    );
+}
