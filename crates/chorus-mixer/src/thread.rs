@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -500,22 +500,9 @@ impl MediaThread {
         };
         let now = seen_of(leg);
         let stats = &self.stats[self.index];
-        // A new codec brings a new jitter buffer whose count starts again from zero.
-        let lost = now.lost.checked_sub(seen.lost).unwrap_or(now.lost);
-        if lost > 0 {
-            stats.packets_lost.fetch_add(lost, Ordering::Relaxed);
-        }
-        let underruns = now
-            .underruns
-            .checked_sub(seen.underruns)
-            .unwrap_or(now.underruns);
-        if underruns > 0 {
-            stats.underruns.fetch_add(underruns, Ordering::Relaxed);
-        }
-        let trimmed = now.trimmed.checked_sub(seen.trimmed).unwrap_or(now.trimmed);
-        if trimmed > 0 {
-            stats.frames_trimmed.fetch_add(trimmed, Ordering::Relaxed);
-        }
+        add_since(&stats.packets_lost, now.lost, seen.lost);
+        add_since(&stats.underruns, now.underruns, seen.underruns);
+        add_since(&stats.frames_trimmed, now.trimmed, seen.trimmed);
         if now.stored != seen.stored {
             let rate = u64::from(leg.codec.encoding.rate().max(1));
             stats.record_jitter(u64::from(leg.jitter.jitter()) * 1_000_000 / rate);
@@ -648,6 +635,15 @@ impl MediaThread {
                     .fetch_add(l.stats.foreign_dropped - foreign, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Adds what a leg's jitter-buffer count grew by since it was last seen. A new codec brings a
+/// new jitter buffer whose counts start again from zero: all of `now` is then new.
+fn add_since(counter: &AtomicU64, now: u64, seen: u64) {
+    let grown = now.checked_sub(seen).unwrap_or(now);
+    if grown > 0 {
+        counter.fetch_add(grown, Ordering::Relaxed);
     }
 }
 
