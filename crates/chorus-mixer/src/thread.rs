@@ -12,8 +12,10 @@
 //! Rooms grow after they are placed, and rooms created together all see the same slot work:
 //! once a second a slot over the budget with two rooms or more hands one room (the largest
 //! that fits) to a slot with room to spare, opening one if need be ([`pick_move`]). The moved
-//! room's next period is longer or shorter by the slots' distance, once, which its members'
-//! jitter buffers absorb like any network jitter.
+//! room's next period is longer or shorter by the slots' distance, once. Its members' packets are
+//! stamped with the period they are read in (see [`MediaThread::tick_slot`]), so only members
+//! whose packets arrive between the two slots see a change, which their jitter buffers absorb
+//! like any network jitter.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -141,7 +143,9 @@ impl MediaThread {
             if !self.drain_commands() {
                 break;
             }
-            self.tick_slot(slot, woke);
+            // Packets are stamped with the period they are read in, not the wall clock: see
+            // `tick_slot`.
+            self.tick_slot(slot, deadline - step * slot as u32);
             let done = Instant::now();
             let stats = &self.stats[self.index];
             if slot == 0 {
@@ -520,8 +524,19 @@ impl MediaThread {
     }
 
     /// Runs the rooms of one tick slot: receive, decode, mix, encode, send.
-    pub fn tick_slot(&mut self, slot: usize, now: Instant) {
-        let now_us = now.duration_since(self.started).as_micros() as u64;
+    ///
+    /// `period` is the nominal start of the 20 ms period being run (slot 0's deadline), and
+    /// it is the arrival time given to every packet read now. What a buffer read at ticks must
+    /// know is the tick from which each packet could be played, and that is exactly what this
+    /// stamp varies with: a packet that misses its room's tick moves by a whole period. The
+    /// wall clock at the read would add the host's wake-up noise (tens to hundreds of µs
+    /// here, nothing to do with the network), and at 48 kHz, where one RTP unit is 21 µs,
+    /// that noise alone made the RFC 3550 estimate non-zero and held every Opus leg one frame
+    /// deeper than it needs. Stamping with the period rather than the slot's own deadline
+    /// also keeps a room's move to another slot from looking like jitter on every leg: only
+    /// legs whose packets land between the two slots see their tick change.
+    pub fn tick_slot(&mut self, slot: usize, period: Instant) {
+        let now_us = period.duration_since(self.started).as_micros() as u64;
         let (mut packets_in, mut malformed, mut foreign) = (0u64, 0u64, 0u64);
         let mut totals = crate::room::TickCounts::default();
         let events = &self.events;
