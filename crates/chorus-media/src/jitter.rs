@@ -17,7 +17,11 @@
 //! bounds 1..=3 by default ([`JitterBuffer::set_target_bounds`]). Twice the mean deviation
 //! covers most late packets; the `+ 1` is the packet being played. The target rises at once
 //! (a late packet is an audible gap) and falls only after the estimate has stayed clearly
-//! below the threshold for [`LOWER_AFTER`] packets, so it does not flap. The depth follows
+//! below the threshold for [`LOWER_AFTER`] packets, so it does not flap, and not within
+//! [`HOLD_AFTER_LATE`] packets of a late one (a transit change of half a frame or more). The
+//! caller that reads at ticks stamps arrivals with the tick, so `J` counts the packets that
+//! missed their tick and nothing finer: the ceiling then adds a frame exactly when packets
+//! do miss it, and the hold keeps it while they keep doing so now and then. The depth follows
 //! the target: upwards through underruns (each one delays playout by a frame), downwards by
 //! dropping one frame when the depth stayed above target for a whole second of pulls.
 //!
@@ -110,6 +114,13 @@ pub struct JitterStats {
 /// Packets the jitter estimate must stay clearly below a lower target before the target drops
 /// (one second of 20 ms packets).
 pub const LOWER_AFTER: u32 = 50;
+/// Packets after a late one (a transit change of half a frame or more) before the target may
+/// drop at all (ten seconds of 20 ms packets). The estimate forgets a single late packet
+/// within a second or two, but the sender that had one will have another: typically a peer
+/// whose packets arrive close to the reading tick, so that now and then one misses it.
+/// Lowering the target after each of them played a gap at every miss and skipped a frame a
+/// second after it; holding the extra frame for ten seconds plays neither.
+pub const HOLD_AFTER_LATE: u32 = 500;
 /// Pulls over which the depth is watched before one frame of excess latency is dropped.
 const DEPTH_WINDOW: u32 = 50;
 /// Default adaptive bounds, in packets.
@@ -156,6 +167,13 @@ struct Adaptation {
     highest: Option<(u16, u32)>,
     /// Consecutive packets for which a lower target would have sufficed.
     below: u32,
+    /// Packets estimated since the last late one (saturating; a new buffer starts as if the
+    /// last was long ago, so a clean start settles to the lower target within a second).
+    since_late: u32,
+    /// Packets of the stream's first second still to come. Their late ones do not start the
+    /// hold: a leg that joins with packets already queued, or a peer that sends its first
+    /// packets in a burst, says nothing yet about the path.
+    starting: u32,
     /// Pulls held at the current talkspurt start.
     hold: usize,
     window_pulls: u32,
@@ -227,6 +245,8 @@ impl JitterBuffer {
                 last_transit: None,
                 highest: None,
                 below: 0,
+                since_late: u32::MAX,
+                starting: LOWER_AFTER,
                 hold: 0,
                 window_pulls: 0,
                 window_min_depth: usize::MAX,
@@ -288,6 +308,7 @@ impl JitterBuffer {
         // jitter estimate stays, it describes the network path.
         self.adaptation.last_transit = None;
         self.adaptation.highest = None;
+        self.adaptation.starting = LOWER_AFTER;
         self.adaptation.hold = 0;
         self.restart_depth_window();
     }
@@ -431,6 +452,7 @@ impl JitterBuffer {
             // Same source, same clock: keep what the estimator knows.
             self.adaptation.last_transit = adaptation.last_transit;
             self.adaptation.highest = adaptation.highest;
+            self.adaptation.starting = adaptation.starting;
             self.ssrc = Some(ssrc);
             self.next = Some(sequence);
             self.stats.restarts += 1;
@@ -738,6 +760,7 @@ impl JitterBuffer {
 
     /// RFC 3550 §A.8: `J += (|D| - J) / 16` in fixed point, then the target follows `J`.
     fn estimate(&mut self, arrival: u32, timestamp: u32, talkspurt: bool) {
+        let frame = u64::from(self.frame_ticks());
         let a = &mut self.adaptation;
         if !a.enabled {
             a.enabled = true;
@@ -752,6 +775,12 @@ impl JitterBuffer {
             Some(previous) => {
                 let d = u64::from((transit.wrapping_sub(previous) as i32).unsigned_abs());
                 a.jitter_q4 = a.jitter_q4 + d - ((a.jitter_q4 + 8) >> 4);
+                a.since_late = if 2 * d >= frame && a.starting == 0 {
+                    0
+                } else {
+                    a.since_late.saturating_add(1)
+                };
+                a.starting = a.starting.saturating_sub(1);
             }
         }
         self.adapt_target();
@@ -770,8 +799,9 @@ impl JitterBuffer {
         // after that held for LOWER_AFTER packets: a jitter hovering at a threshold would
         // otherwise move the depth up and down every few packets.
         if self.target_for(jitter + jitter / 4, frame) < self.target {
-            self.adaptation.below += 1;
-            if self.adaptation.below >= LOWER_AFTER {
+            let a = &mut self.adaptation;
+            a.below = a.below.saturating_add(1);
+            if a.below >= LOWER_AFTER && a.since_late >= HOLD_AFTER_LATE {
                 self.target -= 1;
                 self.adaptation.below = 0;
             }
@@ -1043,9 +1073,9 @@ mod tests {
     fn adaptive_target_rises_under_40ms_jitter_and_falls_back_when_it_stops() {
         let mut jb = JitterBuffer::new(32, 8, 2);
         let mut rng = Rng(0x1234_5678);
-        // 10 s of packets delayed by 0..40 ms, then 10 s on time.
+        // 10 s of packets delayed by 0..40 ms, then 15 s on time.
         let mut sim = Sim::new(
-            (0..1000u32)
+            (0..1250u32)
                 .map(|i| {
                     let delay = if i < 500 { rng.below(321) } else { 0 };
                     (i * 160 + delay, i == 0, i as u16, i * 160)
@@ -1056,8 +1086,15 @@ mod tests {
         // Uniform 0..40 ms delays: E|D| = 40/3 ms ≈ 107 units, so 2J/160 rounds up to 2.
         assert!((70..=150).contains(&jb.jitter()), "jitter {}", jb.jitter());
         assert_eq!(jb.target(), 3);
-        let calm = sim.run(&mut jb, 1000 * 160 + 2000);
+        // Ten seconds after the last late packet the target may fall: it does not before.
+        let held = sim.run(&mut jb, 1000 * 160);
         assert_eq!(jb.jitter(), 0);
+        assert_eq!(
+            jb.target(),
+            3,
+            "held for {HOLD_AFTER_LATE} packets after the last late one"
+        );
+        let calm = sim.run(&mut jb, 1250 * 160 + 2000);
         assert_eq!(jb.target(), 1);
         // The depth followed the target down, one dropped frame per calm second at most.
         assert!(jb.buffered() <= 2, "depth {}", jb.buffered());
@@ -1066,8 +1103,8 @@ mod tests {
         // before the target had risen.
         let late = jb.stats().late;
         assert!(late <= 5, "{late} late");
-        let played: Vec<_> = jittery.iter().chain(&calm).flatten().collect();
-        assert_eq!(played.len() as u64 + late + jb.stats().trimmed, 1000);
+        let played: Vec<_> = jittery.iter().chain(&held).chain(&calm).flatten().collect();
+        assert_eq!(played.len() as u64 + late + jb.stats().trimmed, 1250);
         assert!(played.windows(2).all(|w| w[0] < w[1]));
     }
 
@@ -1085,6 +1122,49 @@ mod tests {
             jb.target(),
             jb.jitter()
         );
+    }
+
+    /// A sender whose packets reach the reader right at its tick, stamped with the tick they
+    /// are read at (as the media thread does); the packets `missed` picks miss it by one.
+    fn near_the_tick(packets: u32, missed: impl Fn(u32) -> bool) -> Vec<Wire> {
+        (0..packets)
+            .map(|i| {
+                let tick = if missed(i) { i + 1 } else { i };
+                (tick * 160 + 80, i == 0, i as u16, i * 160)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sender_missing_its_tick_every_few_seconds_keeps_one_more_frame_without_gaps() {
+        let mut jb = JitterBuffer::new(32, 8, 2);
+        // 60 s; one packet in 150 (every 3 s) comes a tick late.
+        let wire = near_the_tick(3000, |i| i > 0 && i % 150 == 0);
+        let played = Sim::new(wire).run(&mut jb, 3000 * 160);
+        let stats = jb.stats();
+        assert_eq!(jb.target(), 2);
+        // The start's second frame goes once the buffer has seen a clean second; the first
+        // miss after that is one gap, and the frame it adds stays: no gap and no skip again.
+        assert!(stats.underruns <= 1, "{} underruns", stats.underruns);
+        assert!(stats.trimmed <= 1, "{} trimmed", stats.trimmed);
+        assert_eq!(stats.late + stats.lost, 0);
+        // All played but the one or two still held at the end.
+        let out = played.iter().flatten().count() as u64 + stats.trimmed;
+        assert!((3000 - 2..3000).contains(&out), "{out} played or trimmed");
+    }
+
+    #[test]
+    fn a_sender_that_stopped_missing_its_tick_gets_the_frame_back_after_the_hold() {
+        let mut jb = JitterBuffer::new(32, 8, 2);
+        // Misses at 3 s and 6 s, then none.
+        let mut sim = Sim::new(near_the_tick(1500, |i| i == 150 || i == 300));
+        sim.run(&mut jb, 600 * 160);
+        assert_eq!(jb.target(), 2);
+        sim.run(&mut jb, (300 + HOLD_AFTER_LATE + LOWER_AFTER + 100) * 160);
+        assert_eq!(jb.target(), 1);
+        let stats = jb.stats();
+        assert!(stats.underruns <= 1, "{} underruns", stats.underruns);
+        assert!(stats.trimmed <= 2, "{} trimmed", stats.trimmed);
     }
 
     #[test]
