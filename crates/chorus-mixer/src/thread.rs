@@ -11,11 +11,11 @@
 //!
 //! Rooms grow after they are placed, and rooms created together all see the same slot work:
 //! once a second a slot over the budget with two rooms or more hands one room (the largest
-//! that fits) to a slot with room to spare, opening one if need be ([`pick_move`]). The moved
-//! room's next period is longer or shorter by the slots' distance, once. Its members' packets are
-//! stamped with the period they are read in (see [`MediaThread::tick_slot`]), so only members
-//! whose packets arrive between the two slots see a change, which their jitter buffers absorb
-//! like any network jitter.
+//! that fits) to a slot with room to spare, opening one if need be ([`pick_move`]), at the
+//! start of the next period. The moved room's next period is longer or shorter by the slots'
+//! distance, once. Its members' packets are stamped with the period they are read in (see
+//! [`MediaThread::tick_slot`]), so only members whose packets arrive between the two slots see
+//! a change, which their jitter buffers absorb like any network jitter.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -77,6 +77,8 @@ pub(crate) struct MediaThread {
     slot_rooms: [u32; MAX_TICK_SLOTS],
     /// Each slot's work per period (µs), smoothed over about eight periods.
     slot_work_us: [u32; MAX_TICK_SLOTS],
+    /// The last sampling asked for a room move, made at the next period's start.
+    rebalance_due: bool,
     recv: RecvBatch,
     scratch: Scratch,
     /// Origin of the arrival times handed to jitter buffers.
@@ -110,6 +112,7 @@ impl MediaThread {
             pending_taps: Vec::new(),
             slot_rooms: [0; MAX_TICK_SLOTS],
             slot_work_us: [0; MAX_TICK_SLOTS],
+            rebalance_due: false,
             recv: RecvBatch::new(),
             scratch: Scratch::new(),
             started: Instant::now(),
@@ -143,6 +146,13 @@ impl MediaThread {
             if !self.drain_commands() {
                 break;
             }
+            // Rooms change slots at a period's start, before any of its slots ran: a room moved
+            // out of slot 0 after it ran there would run again in the same period, and one
+            // moved into it would miss a period.
+            if slot == 0 && self.rebalance_due {
+                self.rebalance_due = false;
+                self.rebalance_slots();
+            }
             // Packets are stamped with the period they are read in, not the wall clock: see
             // `tick_slot`.
             self.tick_slot(slot, deadline - step * slot as u32);
@@ -152,7 +162,7 @@ impl MediaThread {
                 let ticks = stats.ticks.fetch_add(1, Ordering::Relaxed) + 1;
                 if ticks.is_multiple_of(SAMPLE_EVERY) {
                     self.sample_legs();
-                    self.rebalance_slots();
+                    self.rebalance_due = true;
                 }
             }
             let work_us = done.duration_since(woke).as_micros() as u64;
