@@ -18,7 +18,7 @@
 //! covers most late packets; the `+ 1` is the packet being played. The target rises at once
 //! (a late packet is an audible gap) and falls only after the estimate has stayed clearly
 //! below the threshold for [`LOWER_AFTER`] packets, so it does not flap, and not within
-//! [`HOLD_AFTER_LATE`] packets of a late one (a transit change of half a frame or more). The
+//! [`HOLD_AFTER_LATE_S`] seconds of a late one (a transit change of half a frame or more). The
 //! caller that reads at ticks stamps arrivals with the tick, so `J` counts the packets that
 //! missed their tick and nothing finer: the ceiling then adds a frame exactly when packets
 //! do miss it, and the hold keeps it while they keep doing so now and then. The depth follows
@@ -114,13 +114,14 @@ pub struct JitterStats {
 /// Packets the jitter estimate must stay clearly below a lower target before the target drops
 /// (one second of 20 ms packets).
 pub const LOWER_AFTER: u32 = 50;
-/// Packets after a late one (a transit change of half a frame or more) before the target may
-/// drop at all (ten seconds of 20 ms packets). The estimate forgets a single late packet
-/// within a second or two, but the sender that had one will have another: typically a peer
-/// whose packets arrive close to the reading tick, so that now and then one misses it.
-/// Lowering the target after each of them played a gap at every miss and skipped a frame a
-/// second after it; holding the extra frame for ten seconds plays neither.
-pub const HOLD_AFTER_LATE: u32 = 500;
+/// Seconds after a late packet (a transit change of half a frame or more) before the target
+/// may drop at all. The estimate forgets a single late packet within a second or two, but the
+/// sender that had one will have another: typically a peer whose packets arrive close to the
+/// reading tick, so that now and then one misses it. Lowering the target after each of them
+/// played a gap at every miss and skipped a frame a second after it; holding the extra frame
+/// for ten seconds plays neither. Counted on the arrival clock, not in packets, so that 40 ms
+/// packets or DTX do not stretch it.
+pub const HOLD_AFTER_LATE_S: u32 = 10;
 /// Pulls over which the depth is watched before one frame of excess latency is dropped.
 const DEPTH_WINDOW: u32 = 50;
 /// Default adaptive bounds, in packets.
@@ -167,9 +168,8 @@ struct Adaptation {
     highest: Option<(u16, u32)>,
     /// Consecutive packets for which a lower target would have sufficed.
     below: u32,
-    /// Packets estimated since the last late one (saturating; a new buffer starts as if the
-    /// last was long ago, so a clean start settles to the lower target within a second).
-    since_late: u32,
+    /// Arrival (the caller's clock, RTP units) of the last late packet while its hold lasts.
+    late_at: Option<u32>,
     /// Packets of the stream's first second still to come. Their late ones do not start the
     /// hold: a leg that joins with packets already queued, or a peer that sends its first
     /// packets in a burst, says nothing yet about the path.
@@ -245,7 +245,7 @@ impl JitterBuffer {
                 last_transit: None,
                 highest: None,
                 below: 0,
-                since_late: u32::MAX,
+                late_at: None,
                 starting: LOWER_AFTER,
                 hold: 0,
                 window_pulls: 0,
@@ -775,13 +775,15 @@ impl JitterBuffer {
             Some(previous) => {
                 let d = u64::from((transit.wrapping_sub(previous) as i32).unsigned_abs());
                 a.jitter_q4 = a.jitter_q4 + d - ((a.jitter_q4 + 8) >> 4);
-                a.since_late = if 2 * d >= frame && a.starting == 0 {
-                    0
-                } else {
-                    a.since_late.saturating_add(1)
-                };
+                if 2 * d >= frame && a.starting == 0 {
+                    a.late_at = Some(arrival);
+                }
                 a.starting = a.starting.saturating_sub(1);
             }
+        }
+        let hold = HOLD_AFTER_LATE_S * a.clock_rate;
+        if a.late_at.is_some_and(|t| arrival.wrapping_sub(t) >= hold) {
+            a.late_at = None;
         }
         self.adapt_target();
     }
@@ -801,7 +803,7 @@ impl JitterBuffer {
         if self.target_for(jitter + jitter / 4, frame) < self.target {
             let a = &mut self.adaptation;
             a.below = a.below.saturating_add(1);
-            if a.below >= LOWER_AFTER && a.since_late >= HOLD_AFTER_LATE {
+            if a.below >= LOWER_AFTER && a.late_at.is_none() {
                 self.target -= 1;
                 self.adaptation.below = 0;
             }
@@ -1087,12 +1089,12 @@ mod tests {
         assert!((70..=150).contains(&jb.jitter()), "jitter {}", jb.jitter());
         assert_eq!(jb.target(), 3);
         // Ten seconds after the last late packet the target may fall: it does not before.
-        let held = sim.run(&mut jb, 1000 * 160);
+        let held = sim.run(&mut jb, 900 * 160);
         assert_eq!(jb.jitter(), 0);
         assert_eq!(
             jb.target(),
             3,
-            "held for {HOLD_AFTER_LATE} packets after the last late one"
+            "held for {HOLD_AFTER_LATE_S} s after the last late one"
         );
         let calm = sim.run(&mut jb, 1250 * 160 + 2000);
         assert_eq!(jb.target(), 1);
@@ -1158,9 +1160,11 @@ mod tests {
         let mut jb = JitterBuffer::new(32, 8, 2);
         // Misses at 3 s and 6 s, then none.
         let mut sim = Sim::new(near_the_tick(1500, |i| i == 150 || i == 300));
-        sim.run(&mut jb, 600 * 160);
+        let hold = HOLD_AFTER_LATE_S * 50;
+        // Held until ten seconds after the last miss, then one clean second more.
+        sim.run(&mut jb, (300 + hold - 10) * 160);
         assert_eq!(jb.target(), 2);
-        sim.run(&mut jb, (300 + HOLD_AFTER_LATE + LOWER_AFTER + 100) * 160);
+        sim.run(&mut jb, (300 + hold + LOWER_AFTER + 100) * 160);
         assert_eq!(jb.target(), 1);
         let stats = jb.stats();
         assert!(stats.underruns <= 1, "{} underruns", stats.underruns);
