@@ -18,12 +18,13 @@
 //! covers most late packets; the `+ 1` is the packet being played. The target rises at once
 //! (a late packet is an audible gap) and falls only after the estimate has stayed clearly
 //! below the threshold for [`LOWER_AFTER`] packets, so it does not flap, and not within
-//! [`HOLD_AFTER_LATE_S`] seconds of a late one (a transit change of half a frame or more). The
-//! caller that reads at ticks stamps arrivals with the tick, so `J` counts the packets that
-//! missed their tick and nothing finer: the ceiling then adds a frame exactly when packets
-//! do miss it, and the hold keeps it while they keep doing so now and then. The depth follows
-//! the target: upwards through underruns (each one delays playout by a frame), downwards by
-//! dropping one frame when the depth stayed above target for a whole second of pulls.
+//! [`HOLD_AFTER_LATE_S`] seconds of a late one (half a frame behind each of the three packets
+//! before it). The caller that reads at ticks stamps arrivals with the tick, so `J` counts the
+//! packets that missed their tick and nothing finer: the ceiling then adds a frame exactly when
+//! packets do miss it, and the hold keeps it while they keep doing so now and then. The depth
+//! follows the target: upwards through underruns (each one delays playout by a frame),
+//! downwards by dropping one frame when the depth stayed above target for a whole second of
+//! pulls.
 //!
 //! # Talkspurts
 //!
@@ -114,8 +115,8 @@ pub struct JitterStats {
 /// Packets the jitter estimate must stay clearly below a lower target before the target drops
 /// (one second of 20 ms packets).
 pub const LOWER_AFTER: u32 = 50;
-/// Seconds after a late packet (a transit change of half a frame or more) before the target
-/// may drop at all. The estimate forgets a single late packet within a second or two, but the
+/// Seconds after a late packet (half a frame behind each of the three before it) before the
+/// target may drop at all. The estimate forgets a single late packet within a second or two, but the
 /// sender that had one will have another: typically a peer whose packets arrive close to the
 /// reading tick, so that now and then one misses it. Lowering the target after each of them
 /// played a gap at every miss and skipped a frame a second after it; holding the extra frame
@@ -163,6 +164,8 @@ struct Adaptation {
     jitter_q4: u64,
     /// Relative transit time (arrival − timestamp) of the previous packet.
     last_transit: Option<u32>,
+    /// The two transit times before it, newest first, within the same talkspurt.
+    earlier: [Option<u32>; 2],
     /// Highest sequence number seen and its timestamp: what later timestamps are checked
     /// against for jumps.
     highest: Option<(u16, u32)>,
@@ -243,6 +246,7 @@ impl JitterBuffer {
                 max_target: DEFAULT_BOUNDS.1.min(capacity - 1),
                 jitter_q4: 0,
                 last_transit: None,
+                earlier: [None; 2],
                 highest: None,
                 below: 0,
                 late_at: None,
@@ -307,6 +311,7 @@ impl JitterBuffer {
         // A new source has its own clock: the transit baseline and timestamp history go; the
         // jitter estimate stays, it describes the network path.
         self.adaptation.last_transit = None;
+        self.adaptation.earlier = [None; 2];
         self.adaptation.highest = None;
         self.adaptation.starting = LOWER_AFTER;
         self.adaptation.hold = 0;
@@ -451,6 +456,7 @@ impl JitterBuffer {
             self.reset();
             // Same source, same clock: keep what the estimator knows.
             self.adaptation.last_transit = adaptation.last_transit;
+            self.adaptation.earlier = adaptation.earlier;
             self.adaptation.highest = adaptation.highest;
             self.adaptation.starting = adaptation.starting;
             self.ssrc = Some(ssrc);
@@ -770,15 +776,21 @@ impl JitterBuffer {
         let previous = a.last_transit.replace(transit);
         match previous {
             // The gap before a talkspurt is the sender's silence, not the network's jitter.
-            Some(_) if talkspurt => {}
-            None => {}
+            Some(_) if talkspurt => a.earlier = [None; 2],
+            None => a.earlier = [None; 2],
             Some(previous) => {
                 let d = u64::from((transit.wrapping_sub(previous) as i32).unsigned_abs());
                 a.jitter_q4 = a.jitter_q4 + d - ((a.jitter_q4 + 8) >> 4);
-                if 2 * d >= frame && a.starting == 0 {
+                // Late: half a frame behind each of the last three packets. A packet read a
+                // tick early (a late wake-up, or the catch-up after a stall) makes the next one
+                // look late against it, but against the two before, that one is on time.
+                let behind = |t: u32| 2 * i64::from(transit.wrapping_sub(t) as i32) >= frame as i64;
+                let late = behind(previous) && a.earlier.iter().flatten().all(|&t| behind(t));
+                if late && a.starting == 0 {
                     a.late_at = Some(arrival);
                 }
                 a.starting = a.starting.saturating_sub(1);
+                a.earlier = [Some(previous), a.earlier[0]];
             }
         }
         let hold = HOLD_AFTER_LATE_S * a.clock_rate;
@@ -1153,6 +1165,28 @@ mod tests {
         // All played but the one or two still held at the end.
         let out = played.iter().flatten().count() as u64 + stats.trimmed;
         assert!((3000 - 2..3000).contains(&out), "{out} played or trimmed");
+    }
+
+    #[test]
+    fn packets_read_a_tick_early_do_not_start_the_hold() {
+        let mut jb = JitterBuffer::new(32, 8, 2);
+        // 60 s; every 3 s one packet is read a tick before its time (the reader woke late,
+        // after it had come), and once two in a row are (the catch-up after a stall).
+        let wire: Vec<Wire> = (0..3000u32)
+            .map(|i| {
+                let early = i > 0 && (i % 150 == 0 || i == 1501);
+                let tick = if early { i - 1 } else { i };
+                (tick * 160 + 80, i == 0, i as u16, i * 160)
+            })
+            .collect();
+        let mut sim = Sim::new(wire);
+        sim.run(&mut jb, 3000 * 160);
+        // Early packets move the RFC 3550 estimate, so the target rises briefly each time;
+        // but no hold keeps it there, and nothing was ever missing.
+        assert_eq!(jb.target(), 1);
+        let stats = jb.stats();
+        assert_eq!(stats.underruns, 0);
+        assert_eq!(stats.late + stats.lost, 0);
     }
 
     #[test]
