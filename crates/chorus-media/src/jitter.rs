@@ -116,8 +116,8 @@ pub struct JitterStats {
 /// (one second of 20 ms packets).
 pub const LOWER_AFTER: u32 = 50;
 /// Seconds for which a late packet (half a frame behind the typical transit) that came within
-/// this time of another one holds the target: it may not drop until this long after the last
-/// such packet. The estimate forgets a single late packet within a second or two, but a
+/// this time of another one keeps an extra frame: the target may not drop to its least until
+/// this long after the last such packet (higher targets still follow the estimate down). The estimate forgets a single late packet within a second or two, but a
 /// sender that has had two will have more: typically a peer whose packets arrive close to the
 /// reading tick, so that now and then one misses it. Lowering the target after each of them
 /// played a gap at every miss and skipped a frame a second after it; holding the extra frame
@@ -833,7 +833,10 @@ impl JitterBuffer {
         if self.target_for(jitter + jitter / 4, frame) < self.target {
             let a = &mut self.adaptation;
             a.below = a.below.saturating_add(1);
-            if a.below >= LOWER_AFTER && a.held_at.is_none() {
+            // The hold keeps one frame over the least depth, not whatever the target was:
+            // the estimate still takes back what a burst of larger jitter added.
+            let held = a.held_at.is_some() && self.target <= a.min_target + 1;
+            if a.below >= LOWER_AFTER && !held {
                 self.target -= 1;
                 self.adaptation.below = 0;
             }
@@ -1123,8 +1126,8 @@ mod tests {
         assert_eq!(jb.jitter(), 0);
         assert_eq!(
             jb.target(),
-            3,
-            "held for {HOLD_AFTER_LATE_S} s after the last late one"
+            2,
+            "one frame over the least held for {HOLD_AFTER_LATE_S} s after the last late one"
         );
         let calm = sim.run(&mut jb, 1250 * 160 + 2000);
         assert_eq!(jb.target(), 1);
