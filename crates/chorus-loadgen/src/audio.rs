@@ -227,49 +227,108 @@ pub fn alaw_to_linear(a: u8) -> i16 {
 }
 
 /// Turns received RTP payloads back into PCM for the probe's tone detector.
-pub enum ProbeDecoder {
-    G711,
-    Opus(Box<Decoder>, Vec<i16>),
+pub struct ProbeDecoder {
+    opus: Option<Box<Decoder>>,
+    /// The last payload decoded (5760 samples: the longest Opus packet at 48 kHz).
+    pcm: Vec<i16>,
+    len: usize,
+    rate: f64,
 }
 
 impl ProbeDecoder {
     pub fn new(codec: Codec) -> anyhow::Result<ProbeDecoder> {
-        Ok(match codec {
-            Codec::Pcmu => ProbeDecoder::G711,
-            Codec::Opus => ProbeDecoder::Opus(
-                Box::new(
-                    Decoder::new(SampleRate::Hz48000, Channels::Mono)
-                        .map_err(|e| anyhow::anyhow!("opus decoder: {e}"))?,
-                ),
-                vec![0i16; 5760],
-            ),
+        let opus = match codec {
+            Codec::Pcmu => None,
+            Codec::Opus => Some(Box::new(
+                Decoder::new(SampleRate::Hz48000, Channels::Mono)
+                    .map_err(|e| anyhow::anyhow!("opus decoder: {e}"))?,
+            )),
+        };
+        Ok(ProbeDecoder {
+            opus,
+            pcm: vec![0i16; 5760],
+            len: 0,
+            rate: f64::from(codec.rate()),
         })
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The samples of the last payload [`ProbeDecoder::detect`] decoded.
+    pub fn pcm(&self) -> &[i16] {
+        &self.pcm[..self.len]
     }
 
     /// Returns the tone detector's verdict for one received payload, or `None` when it could
     /// not be decoded.
     pub fn detect(&mut self, payload_type: u8, payload: &[u8]) -> Option<ToneVerdict> {
-        match self {
-            ProbeDecoder::G711 => {
-                let mut pcm = [0i16; 160];
-                let n = payload.len().min(pcm.len());
-                for (o, &b) in pcm.iter_mut().zip(&payload[..n]) {
+        self.len = 0;
+        match self.opus.as_mut() {
+            None => {
+                let n = payload.len().min(160);
+                for (o, &b) in self.pcm.iter_mut().zip(&payload[..n]) {
                     *o = if payload_type == 8 {
                         alaw_to_linear(b)
                     } else {
                         ulaw_to_linear(b)
                     };
                 }
-                Some(tone_verdict(&pcm[..n], 8_000.0))
+                self.len = n;
             }
-            ProbeDecoder::Opus(dec, buf) => {
+            Some(dec) => {
                 let packet = audiopus::packet::Packet::try_from(payload).ok()?;
-                let signals = audiopus::MutSignals::try_from(&mut buf[..]).ok()?;
-                let n = dec.decode(Some(packet), signals, false).ok()?;
-                Some(tone_verdict(&buf[..n], 48_000.0))
+                let signals = audiopus::MutSignals::try_from(&mut self.pcm[..]).ok()?;
+                self.len = dec.decode(Some(packet), signals, false).ok()?;
             }
         }
+        Some(tone_verdict(self.pcm(), self.rate))
     }
+}
+
+/// Where the marker tone starts in `pcm`, in samples from its start, given that it sounds
+/// through the last 5 ms of `pcm` (the caller passes the frame where the detector found it
+/// dominant, after the frame before it). 0 when it sounds throughout.
+///
+/// A change-point search (CUSUM) on the tone's coherent amplitude: each sample is projected on
+/// a 1 kHz phasor with the phase the tone has in the last 5 ms, where it contributes `s` per
+/// sample on average. Summed back from the end with `s / 2` taken off each sample, the total
+/// grows through the tone and falls before it (where the projection averages 0, whatever else
+/// sounds), so it peaks at the onset. Summing over the whole tone, not thresholding short
+/// windows, is what keeps the other talker's speech from moving it.
+///
+/// Why not the frame: a codec with look-ahead (each Opus encode delays by 6.5 ms) moves the
+/// onset into the middle of a frame, and a frame-level detector then reports the arrival of
+/// that frame, early by up to its length, or of the next one, late by up to its length.
+pub fn tone_onset(pcm: &[i16], rate: f64) -> usize {
+    let tail = ((rate / 200.0).round() as usize).max(1);
+    if pcm.len() <= tail {
+        return 0;
+    }
+    let step = 2.0 * std::f64::consts::PI * TONE_HZ / rate;
+    let cos = |k: usize| (step * k as f64).cos();
+    let sin = |k: usize| (step * k as f64).sin();
+    let (mut re, mut im) = (0.0f64, 0.0f64);
+    for (k, &x) in pcm.iter().enumerate().skip(pcm.len() - tail) {
+        re += f64::from(x) * cos(k);
+        im += f64::from(x) * sin(k);
+    }
+    let magnitude = re.hypot(im);
+    if magnitude == 0.0 {
+        return 0;
+    }
+    let (ur, ui) = (re / magnitude, im / magnitude);
+    let half_slope = magnitude / tail as f64 / 2.0;
+    let (mut sum, mut best, mut onset) = (0.0f64, f64::MIN, 0);
+    for (k, &x) in pcm.iter().enumerate().rev() {
+        sum += f64::from(x) * (ur * cos(k) + ui * sin(k)) - half_slope;
+        if sum > best {
+            best = sum;
+            onset = k;
+        }
+    }
+    onset
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -352,5 +411,101 @@ mod tests {
         let payload = ulaw_encode_frame(&tone[0]);
         let mut dec = ProbeDecoder::new(Codec::Pcmu).expect("g711 decoder");
         assert!(dec.detect(0, &payload).expect("decodes").is_marker());
+        assert_eq!(dec.pcm().len(), 160);
+    }
+
+    /// Two frames: `under` (another talker's sound, or silence) throughout, and the marker
+    /// from sample `onset` on.
+    fn onset_at(codec: Codec, onset: usize, under: impl Fn(usize) -> f64) -> Vec<i16> {
+        let n = 2 * codec.frame_samples();
+        let tone = tone_frames(codec, 2).concat();
+        (0..n)
+            .map(|i| {
+                let t = if i >= onset {
+                    f64::from(tone[i - onset])
+                } else {
+                    0.0
+                };
+                (t + under(i)).round().clamp(-32768.0, 32767.0) as i16
+            })
+            .collect()
+    }
+
+    fn error_ms(found: usize, onset: usize, codec: Codec) -> f64 {
+        (found as f64 - onset as f64).abs() * 1000.0 / f64::from(codec.rate())
+    }
+
+    #[test]
+    fn the_onset_is_found_to_within_half_a_millisecond_anywhere_in_two_frames() {
+        for codec in [Codec::Pcmu, Codec::Opus] {
+            let n = codec.frame_samples();
+            for onset in [0, 3, n / 3, n - 1, n, n + 7, 3 * n / 2] {
+                let found = tone_onset(&onset_at(codec, onset, |_| 0.0), f64::from(codec.rate()));
+                let error = error_ms(found, onset, codec);
+                assert!(error <= 0.5, "{codec:?} onset {onset}: found {found}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_onset_is_found_under_another_talkers_sound() {
+        for codec in [Codec::Pcmu, Codec::Opus] {
+            let rate = f64::from(codec.rate());
+            // Two tones near the marker's band (900 Hz, 1.15 kHz) and one below it, each at
+            // a third of the marker's level, as the other talker's vowels add to the mix.
+            let tones = |i: usize| {
+                let t = 2.0 * std::f64::consts::PI * i as f64 / rate;
+                4_000.0 * ((300.0 * t).sin() + (900.0 * t + 1.0).sin() + (1_150.0 * t + 2.0).sin())
+            };
+            // White noise at a quarter of the marker's RMS.
+            let noise = |i: usize| {
+                let mut x = (i as u32).wrapping_mul(2_654_435_761) ^ 0x9e37_79b9;
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (f64::from(x) / f64::from(u32::MAX) - 0.5) * 2.0 * 3_700.0
+            };
+            for onset in [codec.frame_samples() * 13 / 20, codec.frame_samples() + 11] {
+                // Tones 100-150 Hz from the marker beat with it slowly and can shift the
+                // change point by up to about a fifth of their beat period; noise averages out.
+                for (name, under, bound) in [
+                    ("tones", &tones as &dyn Fn(usize) -> f64, 2.5),
+                    ("noise", &noise, 0.5),
+                ] {
+                    let found = tone_onset(&onset_at(codec, onset, under), rate);
+                    let error = error_ms(found, onset, codec);
+                    assert!(
+                        error <= bound,
+                        "{codec:?} {name}: found {found}, onset {onset} ({error:.2} ms off)"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn through_opus_the_onset_lands_mid_frame_by_the_codec_delay() {
+        // A frame of silence, then the marker from the second frame's first sample, through a
+        // real libopus encode and decode: the decoded tone starts 6.5 ms (the encoder's
+        // look-ahead) into the marker's first frame, where a frame-level detector cannot
+        // place it.
+        let enc = opus_encoder().expect("opus encoder");
+        let mut dec = ProbeDecoder::new(Codec::Opus).expect("opus decoder");
+        let mut frames = vec![vec![0i16; 960]; 3];
+        frames.extend(tone_frames(Codec::Opus, 3));
+        let mut decoded = Vec::new();
+        let mut packet = vec![0u8; 1500];
+        for frame in &frames {
+            let len = enc.encode(frame, &mut packet).expect("encodes");
+            dec.detect(111, &packet[..len]).expect("decodes");
+            decoded.push(dec.pcm().to_vec());
+        }
+        // The marker's first frame (index 3) and the one before it.
+        let joined = [decoded[2].clone(), decoded[3].clone()].concat();
+        let onset_ms = tone_onset(&joined, 48_000.0) as f64 / 48.0 - 20.0;
+        assert!(
+            (5.0..=8.0).contains(&onset_ms),
+            "decoded tone starts {onset_ms} ms into its frame"
+        );
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! The probe listener is the exception: its socket is read by a dedicated thread with a
 //! blocking `recv`, so the receive time of the marker tone is exact instead of quantised to the
-//! generator's tick.
+//! generator's tick. The onset is timed to the sample: a packet's samples count as heard from
+//! its arrival on, one sample period apart, and the tone's first sample is found inside the
+//! frame where it starts ([`tone_onset`]), which after an Opus encode is mid-frame.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +15,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::audio::{Codec, Payloads, ProbeDecoder};
+use crate::audio::{tone_onset, Codec, Payloads, ProbeDecoder};
 use crate::cpu;
 
 pub const TICK: Duration = Duration::from_millis(20);
@@ -86,13 +88,20 @@ impl Probe {
     }
 
     /// Reads the probe listener's socket until [`Probe::stop`]: counts packets, decodes them,
-    /// and times the onset of each marker burst against the moment it was sent.
+    /// and times the onset of each marker burst against the moment it was sent. The burst's
+    /// first packet starts with the tone, so the tone's first sample leaves when that packet
+    /// does; it is heard when the packet carrying it arrives, plus its place in that packet.
     pub fn listen(self: Arc<Self>, socket: UdpSocket, codec: Codec) -> anyhow::Result<()> {
         socket.set_nonblocking(false)?;
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
         let mut decoder = ProbeDecoder::new(codec)?;
         let mut buf = [0u8; 2048];
         let mut in_tone = false;
+        // The previous packet's samples and arrival: a tone found dominant in one frame may
+        // have started in the one before.
+        let mut previous: Vec<i16> = Vec::new();
+        let mut previous_ns = 0u64;
+        let mut joined: Vec<i16> = Vec::new();
         let mut last_matched = 0u64;
         let mut matched_at = 0u64;
         let rematch_ns = (self.burst_ticks * 20 + 60) * 1_000_000;
@@ -118,14 +127,19 @@ impl Probe {
             let Some(verdict) = decoder.detect(pt, payload) else {
                 continue;
             };
-            if !verdict.is_marker() {
-                in_tone = false;
+            let starts = verdict.is_marker() && !in_tone;
+            in_tone = verdict.is_marker();
+            let heard_ns = if starts {
+                self.onset_ns(&decoder, (&previous, previous_ns), now_ns, &mut joined)
+            } else {
+                now_ns
+            };
+            previous.clear();
+            previous.extend_from_slice(decoder.pcm());
+            previous_ns = now_ns;
+            if !starts {
                 continue;
             }
-            if in_tone {
-                continue;
-            }
-            in_tone = true;
             let sent = self.burst_sent_ns.load(Ordering::Acquire);
             let fresh = sent != 0 && sent != last_matched && now_ns > sent;
             if !fresh && sent == last_matched && now_ns - matched_at < rematch_ns {
@@ -137,13 +151,49 @@ impl Probe {
                 matched_at = now_ns;
                 if self.measuring.load(Ordering::Relaxed) {
                     let mut l = self.latencies_us.lock().unwrap_or_else(|e| e.into_inner());
-                    l.push((now_ns - sent) / 1_000);
+                    l.push(heard_ns.saturating_sub(sent) / 1_000);
                 }
             } else if self.measuring.load(Ordering::Relaxed) {
                 self.unmatched_onsets.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(())
+    }
+
+    /// When the first sample of the tone just found dominant in `decoder`'s frame was heard:
+    /// the arrival of the packet it is in plus its place there. The previous packet is searched
+    /// too when it came just before (within two frames). An onset that would have been heard
+    /// before the burst left is not one: the dominant frame's arrival is used instead.
+    fn onset_ns(
+        &self,
+        decoder: &ProbeDecoder,
+        (previous, previous_ns): (&[i16], u64),
+        now_ns: u64,
+        joined: &mut Vec<i16>,
+    ) -> u64 {
+        let rate = decoder.rate();
+        let frame = decoder.pcm();
+        let frame_ns = frame.len() as f64 * 1e9 / rate;
+        let adjacent =
+            !previous.is_empty() && now_ns.saturating_sub(previous_ns) as f64 <= 2.0 * frame_ns;
+        joined.clear();
+        if adjacent {
+            joined.extend_from_slice(previous);
+        }
+        let before = joined.len();
+        joined.extend_from_slice(frame);
+        let onset = tone_onset(joined, rate);
+        let (at_ns, offset) = if onset < before {
+            (previous_ns, onset)
+        } else {
+            (now_ns, onset - before)
+        };
+        let heard = at_ns + (offset as f64 * 1e9 / rate) as u64;
+        if heard > self.burst_sent_ns.load(Ordering::Acquire) {
+            heard
+        } else {
+            now_ns
+        }
     }
 }
 
