@@ -73,7 +73,7 @@ impl Collector for EngineCollector {
             snapshots.iter().map(|s| s.legs as i64).sum(),
         )?;
         type Field = fn(&chorus_mixer::ThreadStatsSnapshot) -> u64;
-        let counters: [(&str, &str, Field); 13] = [
+        let counters: [(&str, &str, Field); 14] = [
             ("chorus_media_ticks", "20 ms periods run", |s| s.ticks),
             (
                 "chorus_media_tick_overruns",
@@ -84,6 +84,11 @@ impl Collector for EngineCollector {
                 "chorus_media_skipped_ticks",
                 "Periods skipped after a stall",
                 |s| s.skipped_ticks,
+            ),
+            (
+                "chorus_media_room_moves",
+                "Rooms moved to another tick slot to even out the slots' work",
+                |s| s.room_moves,
             ),
             ("chorus_rtp_packets_in", "RTP datagrams received", |s| {
                 s.packets_in

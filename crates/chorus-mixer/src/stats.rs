@@ -14,6 +14,8 @@ pub struct ThreadStats {
     pub(crate) overruns: AtomicU64,
     /// Ticks skipped after a stall (the thread jumps ahead instead of bursting).
     pub(crate) skipped_ticks: AtomicU64,
+    /// Rooms moved to another tick slot by the once-a-second rebalancing.
+    pub(crate) room_moves: AtomicU64,
     pub(crate) late_us_total: AtomicU64,
     pub(crate) late_us_max: AtomicU64,
     /// Wake-up lateness histogram: < 1 ms, < 2 ms, < 5 ms, < 10 ms, ≥ 10 ms.
@@ -83,6 +85,7 @@ pub struct ThreadStatsSnapshot {
     pub ticks: u64,
     pub overruns: u64,
     pub skipped_ticks: u64,
+    pub room_moves: u64,
     pub late_us_total: u64,
     pub late_us_max: u64,
     pub late_buckets: [u64; 5],
@@ -152,6 +155,7 @@ impl ThreadStats {
             ticks: self.ticks.load(Relaxed),
             overruns: self.overruns.load(Relaxed),
             skipped_ticks: self.skipped_ticks.load(Relaxed),
+            room_moves: self.room_moves.load(Relaxed),
             late_us_total: self.late_us_total.load(Relaxed),
             late_us_max: self.late_us_max.load(Relaxed),
             late_buckets: std::array::from_fn(|i| self.late_buckets[i].load(Relaxed)),

@@ -465,6 +465,9 @@ impl MediaThread {
         self.slot_rooms[to] += 1;
         self.slot_work_us[from] = self.slot_work_us[from].saturating_sub(room.work_us);
         self.slot_work_us[to] += room.work_us;
+        self.stats[self.index]
+            .room_moves
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn reshape(&mut self, room: RoomId) {
