@@ -19,12 +19,12 @@
 //! (a late packet is an audible gap) and falls only after the estimate has stayed clearly
 //! below the threshold for [`LOWER_AFTER`] packets, so it does not flap, and not within
 //! [`HOLD_AFTER_LATE_S`] seconds of a late one (half a frame behind the typical transit, a
-//! running median) that followed another within that time. The caller that reads at ticks stamps arrivals with the tick, so `J` counts the
-//! packets that missed their tick and nothing finer: the ceiling then adds a frame exactly when
-//! packets do miss it, and the hold keeps it while they keep doing so now and then. The depth
-//! follows the target: upwards through underruns (each one delays playout by a frame),
-//! downwards by dropping one frame when the depth stayed above target for a whole second of
-//! pulls.
+//! running median) that followed another within that time. The caller that reads at ticks
+//! stamps arrivals with the tick, so `J` counts the packets that missed their tick and nothing
+//! finer: the ceiling then adds a frame exactly when packets do miss it, and the hold keeps it
+//! while they keep doing so now and then. The depth follows the target: upwards through
+//! underruns (each one delays playout by a frame), downwards by dropping one frame when the
+//! depth stayed above target for a whole second of pulls.
 //!
 //! # Talkspurts
 //!
@@ -117,11 +117,11 @@ pub struct JitterStats {
 pub const LOWER_AFTER: u32 = 50;
 /// Seconds for which a late packet (half a frame behind the typical transit) that came within
 /// this time of another one keeps an extra frame: the target may not drop to its least until
-/// this long after the last such packet (higher targets still follow the estimate down). The estimate forgets a single late packet within a second or two, but a
-/// sender that has had two will have more: typically a peer whose packets arrive close to the
-/// reading tick, so that now and then one misses it. Lowering the target after each of them
-/// played a gap at every miss and skipped a frame a second after it; holding the extra frame
-/// plays neither. A lone late packet (one stall of the network or of the host) does not hold,
+/// this long after the last such packet (higher targets still follow the estimate down). The
+/// estimate forgets a single late packet within a second or two, but a sender that has had
+/// two will have more: typically a peer whose packets arrive close to the reading tick, so
+/// that now and then one misses it. Lowering the target after each of them played a gap at
+/// every miss and skipped a frame a second after it; holding the extra frame plays neither. A lone late packet (one stall of the network or of the host) does not hold,
 /// so it costs the extra frame for the estimate's second or two, not for ten. Counted on the
 /// arrival clock, not in packets, so that 40 ms packets or DTX do not stretch it.
 pub const HOLD_AFTER_LATE_S: u32 = 10;
@@ -809,12 +809,9 @@ impl JitterBuffer {
             }
         }
         let hold = HOLD_AFTER_LATE_S * a.clock_rate;
-        if a.late_at.is_some_and(|t| arrival.wrapping_sub(t) >= hold) {
-            a.late_at = None;
-        }
-        if a.held_at.is_some_and(|t| arrival.wrapping_sub(t) >= hold) {
-            a.held_at = None;
-        }
+        let recent = |at: Option<u32>| at.filter(|&t| arrival.wrapping_sub(t) < hold);
+        a.late_at = recent(a.late_at);
+        a.held_at = recent(a.held_at);
         self.adapt_target();
     }
 
